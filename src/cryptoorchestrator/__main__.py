@@ -1,0 +1,3 @@
+from cryptoorchestrator.cli.main import run
+
+run()

@@ -1,0 +1,98 @@
+"""Composition root: settings -> adapters -> services. The only place that builds adapters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cryptoorchestrator import __version__
+from cryptoorchestrator.config.settings import Settings
+from cryptoorchestrator.core.clock import Clock, LiveClock
+from cryptoorchestrator.persistence import database
+from cryptoorchestrator.persistence.uow import unit_of_work_factory
+from cryptoorchestrator.security.encryption import SecretBox, derive_key
+from cryptoorchestrator.security.passwords import PasswordHasher
+from cryptoorchestrator.security.tokens import TokenService
+from cryptoorchestrator.services.api_keys import ApiKeyService
+from cryptoorchestrator.services.auth import AuthService, SessionCache
+from cryptoorchestrator.services.keys import KeyRotationService
+from cryptoorchestrator.services.two_factor import TwoFactorService
+from cryptoorchestrator.services.users import UserService
+
+
+def build_secret_box(settings: Settings) -> SecretBox:
+    keys = [key.get_secret_value() for key in settings.encryption_keys]
+    if not keys:
+        # Development fallback; production refuses to start without CO_ENCRYPTION_KEYS.
+        keys = [derive_key(settings.secret_key.get_secret_value())]
+    return SecretBox(keys)
+
+
+@dataclass
+class Container:
+    """Everything a running platform holds, built once per process (or per test)."""
+
+    settings: Settings
+    clock: Clock
+    engine: Any
+    uow_factory: Any
+    secret_box: SecretBox
+    hasher: PasswordHasher
+    tokens: TokenService
+    auth: AuthService
+    users: UserService
+    two_factor: TwoFactorService
+    api_keys: ApiKeyService
+    key_rotation: KeyRotationService
+    version: str = __version__
+    started_at: float = field(default_factory=time.time)
+
+    async def ping_database(self) -> None:
+        await database.ping(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    clock = clock or LiveClock()
+    engine = database.create_engine(settings.resolved_database_url, echo=settings.database_echo)
+    uow_factory = unit_of_work_factory(database.session_factory(engine))
+    secret_box = build_secret_box(settings)
+    hasher = PasswordHasher(
+        time_cost=settings.password_hash_time_cost,
+        memory_kib=settings.password_hash_memory_kib,
+        parallelism=settings.password_hash_parallelism,
+    )
+    tokens = TokenService(
+        settings.secret_key.get_secret_value(),
+        algorithm=settings.jwt_algorithm,
+        access_ttl=timedelta(minutes=settings.access_token_minutes),
+        refresh_ttl=timedelta(days=settings.refresh_token_days),
+    )
+    sessions = SessionCache(clock, ttl_seconds=settings.session_cache_seconds)
+    return Container(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        uow_factory=uow_factory,
+        secret_box=secret_box,
+        hasher=hasher,
+        tokens=tokens,
+        auth=AuthService(
+            uow_factory,
+            hasher=hasher,
+            tokens=tokens,
+            secret_box=secret_box,
+            clock=clock,
+            session_cache=sessions,
+        ),
+        users=UserService(uow_factory, hasher=hasher, clock=clock, session_cache=sessions),
+        two_factor=TwoFactorService(
+            uow_factory, hasher=hasher, secret_box=secret_box, clock=clock, session_cache=sessions
+        ),
+        api_keys=ApiKeyService(uow_factory, clock=clock),
+        key_rotation=KeyRotationService(uow_factory, secret_box=secret_box, clock=clock),
+    )

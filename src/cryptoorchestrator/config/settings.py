@@ -1,0 +1,129 @@
+"""Typed, frozen settings read from ``CO_*`` environment variables and an optional ``.env`` file.
+
+Nothing here is built at import time: call :func:`load_settings` (the composition root does).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cryptoorchestrator.core.errors import ConfigurationError
+
+#: The secret shipped for development. The server refuses to start with it in production.
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be configured with. See the README for the list."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CO_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    debug: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    database_echo: bool = False
+    redis_url: str | None = None
+
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    jwt_algorithm: str = "HS256"
+    access_token_minutes: int = Field(default=30, ge=1)
+    refresh_token_days: int = Field(default=7, ge=1)
+    # How long a checked session is trusted in-process before the database is asked again
+    # (revocations in the same process apply at once; 0 turns the cache off).
+    session_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # argon2id cost: OWASP's minimum is m=19 MiB, t=2; the defaults here are above it.
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=65536, ge=8)
+    password_hash_parallelism: int = Field(default=4, ge=1)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = True
+
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "1000/minute"
+    rate_limit_anonymous: str = "300/minute"
+    rate_limit_auth: str = "5/minute"
+    rate_limit_auth_account: str = "10/15minutes"
+    rate_limit_market: str = "100/minute"
+    rate_limit_trading: str = "50/minute"
+    rate_limit_portfolio: str = "60/minute"
+    rate_limit_strategies: str = "30/minute"
+    rate_limit_ml: str = "20/minute"
+    rate_limit_backtests: str = "10/minute"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("encryption_keys", "cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'cryptoorchestrator.db').resolve()}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def production_problems(self) -> list[str]:
+        """Why this configuration must not serve production traffic (empty when it may)."""
+        problems: list[str] = []
+        secret = self.secret_key.get_secret_value()
+        if not secret or secret == DEFAULT_SECRET_KEY:
+            problems.append("CO_SECRET_KEY is missing or still the shipped default: set a random secret.")
+        elif len(secret) < 32:
+            problems.append("CO_SECRET_KEY is shorter than 32 characters.")
+        if not self.encryption_keys:
+            problems.append(
+                "CO_ENCRYPTION_KEYS is not set: generate one with "
+                "`cryptoorchestrator keys generate` so secrets at rest do not depend on CO_SECRET_KEY."
+            )
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            problems.append("CO_CORS_ORIGINS='*' together with credentials is refused: list the origins.")
+        if self.debug:
+            problems.append("CO_DEBUG must be off in production.")
+        return problems
+
+    def check_startup(self) -> None:
+        """Raise a ConfigurationError listing every reason the server must not start."""
+        if self.is_production:
+            problems = self.production_problems()
+            if problems:
+                raise ConfigurationError(
+                    f"Refusing to start in production ({len(problems)} problem(s)):",
+                    details={"problems": problems},
+                )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment (and ``.env``), with explicit overrides on top."""
+    return Settings(**overrides)
