@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# Byte-code caching: without it every process recompiles ccxt and pandas (seconds each).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test lint typecheck imports openapi openapi-check pytest test-postgres test-redis bench clean
 

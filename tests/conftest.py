@@ -48,6 +48,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "redis_url": None,
         "encryption_keys": [],
         "cors_origins": [],
+        "synthetic_data": False,  # market-data tests turn it on
         **FAST_HASH,
         **GENEROUS_LIMITS,
     }
@@ -126,9 +127,9 @@ async def app_factory(tmp_path: Path, database_url: str, clock: SimClock) -> Asy
     """Build apps with setting overrides; each is started (lifespan) and closed after the test."""
     stacks: list[Any] = []
 
-    async def build(**overrides: Any) -> tuple[Any, Container]:
+    async def build(*, exchange_factory: Any = None, **overrides: Any) -> tuple[Any, Container]:
         settings = make_settings(tmp_path, database_url=database_url, **overrides)
-        container = build_container(settings, clock=clock)
+        container = build_container(settings, clock=clock, exchange_factory=exchange_factory)
         app = create_app(settings, container=container)
         context = app.router.lifespan_context(app)
         await context.__aenter__()

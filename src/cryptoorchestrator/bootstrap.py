@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from cryptoorchestrator import __version__
+from cryptoorchestrator.config.logging import get_logger
 from cryptoorchestrator.config.settings import Settings
 from cryptoorchestrator.core.clock import Clock, LiveClock
+from cryptoorchestrator.jobs.inprocess import InProcessJobQueue, worker_name
+from cryptoorchestrator.marketdata.store import CandleStore
 from cryptoorchestrator.persistence import database
 from cryptoorchestrator.persistence.uow import unit_of_work_factory
 from cryptoorchestrator.security.encryption import SecretBox, derive_key
@@ -17,7 +21,14 @@ from cryptoorchestrator.security.passwords import PasswordHasher
 from cryptoorchestrator.security.tokens import TokenService
 from cryptoorchestrator.services.api_keys import ApiKeyService
 from cryptoorchestrator.services.auth import AuthService, SessionCache
+from cryptoorchestrator.services.jobs import JobService
 from cryptoorchestrator.services.keys import KeyRotationService
+from cryptoorchestrator.services.market_data import (
+    DOWNLOAD_JOB,
+    ExchangeFactory,
+    MarketDataService,
+    download_job_handler,
+)
 from cryptoorchestrator.services.two_factor import TwoFactorService
 from cryptoorchestrator.services.users import UserService
 
@@ -46,17 +57,46 @@ class Container:
     two_factor: TwoFactorService
     api_keys: ApiKeyService
     key_rotation: KeyRotationService
+    market_data: MarketDataService
+    jobs: JobService
+    job_queue: InProcessJobQueue
     version: str = __version__
     started_at: float = field(default_factory=time.time)
 
     async def ping_database(self) -> None:
         await database.ping(self.engine)
 
+    async def start(self) -> None:
+        """Background parts: the labelled synthetic series on a first run, the job queue."""
+        if self.settings.synthetic_data:
+            await asyncio.to_thread(
+                self.market_data.ensure_synthetic,
+                list(self.settings.synthetic_symbols),
+                self.settings.synthetic_timeframe,
+            )
+        await self.job_queue.start()
+
     async def close(self) -> None:
+        await self.job_queue.stop()
+        await self.market_data.close()
         await self.engine.dispose()
 
 
-def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+def ccxt_exchange_factory(settings: Settings) -> ExchangeFactory:
+    """Public market data through ccxt (no credentials): the real adapter. ccxt is imported on
+    first use only: it takes seconds to import and most commands never need it."""
+
+    def build(exchange_id: str) -> Any:
+        from cryptoorchestrator.exchanges.client import CcxtExchangeClient
+
+        return CcxtExchangeClient.create(exchange_id, config={"timeout": settings.exchange_timeout_ms})
+
+    return build
+
+
+def build_container(
+    settings: Settings, *, clock: Clock | None = None, exchange_factory: ExchangeFactory | None = None
+) -> Container:
     clock = clock or LiveClock()
     engine = database.create_engine(settings.resolved_database_url, echo=settings.database_echo)
     uow_factory = unit_of_work_factory(database.session_factory(engine))
@@ -73,6 +113,21 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         refresh_ttl=timedelta(days=settings.refresh_token_days),
     )
     sessions = SessionCache(clock, ttl_seconds=settings.session_cache_seconds)
+    market_data = MarketDataService(
+        CandleStore(settings.candles_dir),
+        clock=clock,
+        default_exchange=settings.market_data_exchange,
+        live=settings.market_data_live,
+        exchange_factory=exchange_factory or ccxt_exchange_factory(settings),
+    )
+    jobs = JobService(
+        uow_factory, clock=clock, worker_name=worker_name(), logger=get_logger("cryptoorchestrator.jobs")
+    )
+    jobs.register(DOWNLOAD_JOB, download_job_handler(market_data))
+    job_queue = InProcessJobQueue(
+        jobs, concurrency=settings.jobs_concurrency, logger=get_logger("cryptoorchestrator.jobs")
+    )
+    jobs.attach_queue(job_queue)
     return Container(
         settings=settings,
         clock=clock,
@@ -95,4 +150,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         ),
         api_keys=ApiKeyService(uow_factory, clock=clock),
         key_rotation=KeyRotationService(uow_factory, secret_box=secret_box, clock=clock),
+        market_data=market_data,
+        jobs=jobs,
+        job_queue=job_queue,
     )

@@ -16,12 +16,19 @@ from cryptoorchestrator import __version__
 from cryptoorchestrator.api.errors import install_error_handlers
 from cryptoorchestrator.api.middleware import Metrics, RequestContextMiddleware
 from cryptoorchestrator.api.ratelimit import RateLimiter, RateLimitMiddleware
-from cryptoorchestrator.api.routers import admin, auth, system, users
+from cryptoorchestrator.api.routers import admin, auth, jobs, market, system, users
 from cryptoorchestrator.bootstrap import Container, build_container
 from cryptoorchestrator.config.logging import configure_logging, get_logger
 from cryptoorchestrator.config.settings import Settings, load_settings
 
-API_ROUTERS: tuple[APIRouter, ...] = (system.router, auth.router, users.router, admin.router)
+API_ROUTERS: tuple[APIRouter, ...] = (
+    system.router,
+    auth.router,
+    users.router,
+    admin.router,
+    jobs.router,
+    market.router,
+)
 
 DESCRIPTION = """
 Self-hosted crypto trading platform API.
@@ -82,6 +89,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("startup", environment=settings.env.value, version=__version__)
+        await container.start()
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from cryptoorchestrator import __version__
+from cryptoorchestrator.cli import data as data_cli
 from cryptoorchestrator.core.errors import CryptoOrchestratorError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -33,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(openapi_app, name="openapi")
+app.add_typer(data_cli.app, name="data")
 
 
 def _settings(**overrides: Any) -> Any:
@@ -225,11 +227,11 @@ def openapi_export(
 def run() -> None:
     """Entry point: user-facing errors become one clear line, never a traceback."""
     try:
-        app()
+        app(args=data_cli.expand_multi_value_options(sys.argv[1:]))
     except CryptoOrchestratorError as exc:
         console.print(f"[bold red]Error:[/bold red] {exc.message}")
         for problem in exc.details.get("problems", []) if isinstance(exc.details, dict) else []:
-            console.print(f"  - {problem}")
+            console.print(f"  - {problem if isinstance(problem, str) else problem.get('message', problem)}")
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -76,10 +76,25 @@ class Settings(BaseSettings):
     rate_limit_backtests: str = "10/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Market data: which exchange the platform reads by default, whether it may call it for
+    # live tickers and books (off: everything is served from the store, replayed), and the
+    # synthetic series generated on a first run with no data.
+    market_data_exchange: str = "binance"
+    market_data_live: bool = False
+    replay_speed: float = Field(default=1.0, gt=0)
+    synthetic_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    )
+    synthetic_timeframe: str = "1h"
+    synthetic_data: bool = True
+    exchange_timeout_ms: int = Field(default=10_000, ge=100)
+    jobs_concurrency: int = Field(default=2, ge=1, le=64)
+    max_upload_mb: int = Field(default=200, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("encryption_keys", "cors_origins", "trusted_proxies", mode="before")
+    @field_validator("encryption_keys", "cors_origins", "trusted_proxies", "synthetic_symbols", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -89,6 +104,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'cryptoorchestrator.db').resolve()}"
+
+    @property
+    def candles_dir(self) -> Path:
+        return self.data_dir / "candles"
 
     @property
     def is_production(self) -> bool:

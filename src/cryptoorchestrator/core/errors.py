@@ -243,3 +243,9 @@ class ExchangeNotSupported(UserError):
 class OrderNotFoundOnExchange(NotFound):
     code = "ORDER_NOT_FOUND"
     default_message = "The exchange does not know this order."
+
+
+class PayloadTooLarge(UserError):
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+    default_message = "The request is larger than this server accepts."

@@ -22,10 +22,12 @@ from cryptoorchestrator.domain.identity import (
     User,
     UserCredentials,
 )
+from cryptoorchestrator.domain.jobs import Job, JobStatus
 from cryptoorchestrator.persistence.tables import (
     ApiKeyRow,
     AuditLogRow,
     AuthSessionRow,
+    JobRow,
     RefreshTokenRow,
     UserRow,
 )
@@ -380,3 +382,87 @@ class SqlAuditRepository:
             )
             for row in rows
         ], int(total)
+
+
+def _job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        user_id=row.user_id,
+        kind=row.kind,
+        status=JobStatus(row.status),
+        progress_percent=float(row.progress_percent),
+        params=dict(row.params or {}),
+        created_at=row.created_at,
+        message=row.message,
+        result=row.result,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
+        cancel_requested=row.cancel_requested,
+        worker=row.worker,
+    )
+
+
+class SqlJobRepository:
+    _UPDATABLE = frozenset(
+        {"status", "progress_percent", "message", "result", "error", "cancel_requested", "worker",
+         "started_at", "finished_at", "heartbeat_at"}
+    )  # fmt: skip
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(
+        self, *, job_id: str, user_id: int, kind: str, params: dict[str, Any], now: datetime
+    ) -> Job:
+        row = JobRow(
+            id=job_id,
+            user_id=user_id,
+            kind=kind,
+            status=JobStatus.QUEUED.value,
+            progress_percent=0.0,
+            params=params,
+            cancel_requested=False,
+            created_at=now,
+        )
+        self._session.add(row)
+        await self._session.flush()
+        return _job(row)
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self._session.get(JobRow, job_id)
+        return _job(row) if row else None
+
+    async def get_for_user(self, job_id: str, user_id: int) -> Job | None:
+        row = await self._session.get(JobRow, job_id)
+        return _job(row) if row and row.user_id == user_id else None
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int, offset: int, status: str | None = None, kind: str | None = None
+    ) -> tuple[list[Job], int]:
+        base = select(JobRow).where(JobRow.user_id == user_id)
+        if status is not None:
+            base = base.where(JobRow.status == status)
+        if kind is not None:
+            base = base.where(JobRow.kind == kind)
+        total = (await self._session.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+        stmt = base.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
+        return [_job(row) for row in (await self._session.execute(stmt)).scalars()], int(total)
+
+    async def update(self, job_id: str, **fields: Any) -> None:
+        unknown = set(fields) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in fields.items()}
+        await self._session.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
+
+    async def delete(self, job_id: str) -> None:
+        row = await self._session.get(JobRow, job_id)
+        if row is not None:
+            await self._session.delete(row)
+            await self._session.flush()
+
+    async def active(self) -> list[Job]:
+        stmt = select(JobRow).where(JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        return [_job(row) for row in (await self._session.execute(stmt)).scalars()]

@@ -25,6 +25,7 @@ class SqlUnitOfWork:
         self.sessions = repos.SqlSessionRepository(self._session)
         self.api_keys = repos.SqlApiKeyRepository(self._session)
         self.audit = repos.SqlAuditRepository(self._session)
+        self.jobs = repos.SqlJobRepository(self._session)
         self.secrets = EncryptedColumns(self._session)
         return self
 

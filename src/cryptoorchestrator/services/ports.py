@@ -19,6 +19,7 @@ from cryptoorchestrator.domain.identity import (
     User,
     UserCredentials,
 )
+from cryptoorchestrator.domain.jobs import Job
 
 
 class UserRepository(Protocol):
@@ -109,6 +110,26 @@ class AuditRepository(Protocol):
     ) -> tuple[list[AuditEvent], int]: ...
 
 
+class JobRepository(Protocol):
+    async def add(
+        self, *, job_id: str, user_id: int, kind: str, params: dict[str, Any], now: datetime
+    ) -> Job: ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def get_for_user(self, job_id: str, user_id: int) -> Job | None: ...
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int, offset: int, status: str | None = None, kind: str | None = None
+    ) -> tuple[list[Job], int]: ...
+
+    async def update(self, job_id: str, **fields: Any) -> None: ...
+
+    async def delete(self, job_id: str) -> None: ...
+
+    async def active(self) -> list[Job]: ...
+
+
 class EncryptedSecretRepository(Protocol):
     """Every column that holds a secret encrypted with the SecretBox (for key rotation)."""
 
@@ -127,6 +148,7 @@ class UnitOfWork(Protocol):
     api_keys: ApiKeyRepository
     audit: AuditRepository
     secrets: EncryptedSecretRepository
+    jobs: JobRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -155,6 +177,7 @@ __all__: Sequence[str] = (
     "AuditRepository",
     "EncryptedSecretRepository",
     "HealthProbe",
+    "JobRepository",
     "SessionRepository",
     "UnitOfWork",
     "UnitOfWorkFactory",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cryptoorchestrator.domain.identity import RequestMeta
+from cryptoorchestrator.persistence import migrate
 from cryptoorchestrator.security.encryption import SecretBox, generate_key
 from tests.conftest import make_settings
 
@@ -52,10 +53,11 @@ def test_db_commands(tmp_path):
     env = {"CO_DATA_DIR": str(tmp_path)}
     upgraded = cli("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "0001" in upgraded.stdout
+    head = migrate.head_revision()
+    assert head in upgraded.stdout
     assert (tmp_path / "cryptoorchestrator.db").exists()
     current = cli("db", "current", env=env)
-    assert "current: 0001" in current.stdout
+    assert f"current: {head}" in current.stdout
     down = cli("db", "downgrade", "base", env=env)
     assert down.returncode == 0 and "base" in down.stdout
     assert "Run `cryptoorchestrator db upgrade`" in cli("db", "current", env=env).stderr

@@ -16,7 +16,7 @@ from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"users", "auth_sessions", "refresh_tokens", "api_keys", "audit_log"}
+TABLES = {"users", "auth_sessions", "refresh_tokens", "api_keys", "audit_log", "jobs"}
 
 
 async def _tables(url: str) -> set[str]:

@@ -1,0 +1,1 @@
+"""Job runners: the in-process queue (default) and, later, distributed workers."""

@@ -1,0 +1,196 @@
+"""The fake Binance itself, driven through plain ccxt calls (no adapter in between)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import ccxt
+import pytest
+
+from cryptoorchestrator.testing.fake_exchange import FakeBinance, FaultKind
+from cryptoorchestrator.testing.fake_exchange_data import FakeMarket
+from cryptoorchestrator.testing.fake_exchange_venue import SimulatedBinanceSpot
+from tests.unit.exchanges.exchange_testkit import VirtualTime
+
+
+async def test_ccxt_exceptions_come_from_ccxt_itself(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    fake.inject(FaultKind.TIMEOUT, path_contains="/ticker")
+    fake.inject(FaultKind.RATE_LIMITED, path_contains="/ticker", retry_after=2)
+    fake.inject(FaultKind.IP_BANNED, path_contains="/ticker")
+    fake.inject(FaultKind.SERVER_ERROR, path_contains="/ticker", status=504)
+    fake.inject(FaultKind.CONNECTION_REFUSED, path_contains="/ticker")
+    expected = [
+        ccxt.RequestTimeout,
+        ccxt.DDoSProtection,
+        ccxt.DDoSProtection,
+        ccxt.RequestTimeout,
+        ccxt.ExchangeNotAvailable,
+    ]
+    for vendor_class in expected:
+        with pytest.raises(vendor_class):
+            await fake.fetch_ticker("BTC/USDT")
+    assert fake.last_response_headers == {"Content-Type": "text/html"}  # the 504 page
+    assert fake.pending_faults() == []
+
+
+async def test_plain_ccxt_swallows_a_malformed_body(fake: FakeBinance) -> None:
+    """Why the client installs its response guard: ccxt parses the raw text into Nones."""
+    await fake.load_markets()
+    fake.inject(FaultKind.MALFORMED_JSON, path_contains="/ticker")
+    ticker = await fake.fetch_ticker("BTC/USDT")
+    assert ticker["last"] is None
+    assert isinstance(ticker["info"], str)
+
+
+async def test_faults_match_on_path_method_and_count(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    fault = fake.inject(FaultKind.SERVER_ERROR, times=2, path_contains="/depth", method="GET")
+    await fake.fetch_ticker("BTC/USDT")  # another path: untouched
+    for _ in range(2):
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            await fake.fetch_order_book("BTC/USDT")
+    assert fault.exhausted
+    await fake.fetch_order_book("BTC/USDT")
+    forever = fake.inject(FaultKind.TIMEOUT, times=None, path_contains="/klines")
+    for _ in range(3):
+        with pytest.raises(ccxt.RequestTimeout):
+            await fake.fetch_ohlcv("BTC/USDT")
+    assert forever.fired == 3 and not forever.exhausted
+    fake.clear_faults()
+    assert len(await fake.fetch_ohlcv("BTC/USDT", limit=2)) == 2
+
+
+async def test_request_log_keeps_parameters_but_not_the_signature(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    await fake.fetch_balance()
+    request = fake.requests_to("/account")[0]
+    assert request.method == "GET"
+    assert request.authenticated
+    assert "signature" not in request.params
+    assert "timestamp" in request.params
+    assert [entry.path for entry in fake.request_log()] == ["/api/v3/exchangeInfo", "/api/v3/account"]
+    fake.clear_request_log()
+    assert fake.request_log() == []
+
+
+async def test_signed_requests_are_checked(vtime: VirtualTime) -> None:
+    tampered = FakeBinance({"secret": "wrong-secret-value"}, clock=vtime.clock)
+    try:
+        with pytest.raises(ccxt.AuthenticationError, match="Signature"):
+            await tampered.fetch_balance()
+    finally:
+        await tampered.close()
+
+
+async def test_market_buy_by_cost_uses_quote_order_qty(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    # ccxt turns a market buy with a price into quoteOrderQty = amount * price.
+    order = await fake.create_order("SOL/USDT", "market", "buy", 2, 150, {"clientOrderId": "by-cost"})
+    assert fake.requests_to("/api/v3/order")[0].params["quoteOrderQty"] == "300"
+    assert order["filled"] == 2.0
+    assert order["cost"] == 300.0
+
+
+async def test_partial_fill_then_cancel(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    order = await fake.create_order("ETH/USDT", "limit", "buy", 2, 2900, {"clientOrderId": "partial"})
+    fake.venue.fill_order(int(order["id"]), Decimal("0.5"))
+    partial = await fake.fetch_order(order["id"], "ETH/USDT")
+    assert (partial["status"], partial["filled"], partial["remaining"]) == ("open", 0.5, 1.5)
+    canceled = await fake.cancel_order(order["id"], "ETH/USDT")
+    assert canceled["status"] == "canceled"
+    free, locked = fake.venue.balance("USDT")
+    assert locked == 0
+    assert free == Decimal("100000") - Decimal("0.5") * Decimal("2900")
+    assert fake.venue.balance("ETH")[0] == Decimal("10") + Decimal("0.5") - Decimal("0.0005")
+
+
+async def test_marketable_limit_fills_as_taker_with_price_improvement(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    order = await fake.create_order("BTC/USDT", "limit", "buy", 0.1, 61000, {"clientOrderId": "cross"})
+    assert order["status"] == "closed"
+    assert order["average"] == 60000.0
+    assert fake.venue.balance("USDT") == (Decimal("94000"), Decimal("0"))
+
+
+async def test_ioc_and_limit_maker_follow_binance(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    ioc = await fake.create_order("BTC/USDT", "limit", "buy", 0.1, 50000, {"timeInForce": "IOC"})
+    assert ioc["status"] == "expired"
+    assert fake.venue.balance("USDT") == (Decimal("100000"), Decimal("0"))
+    with pytest.raises(ccxt.OrderImmediatelyFillable):
+        await fake.create_order("BTC/USDT", "limit", "buy", 0.1, 61000, {"postOnly": True})
+
+
+async def test_client_order_id_reuse_rules(vtime: VirtualTime) -> None:
+    for scope, reuse_allowed in (("open", True), ("all", False)):
+        fake = FakeBinance(clock=vtime.clock, client_order_id_scope=scope)
+        try:
+            await fake.load_markets()
+            await fake.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "again"})
+            if reuse_allowed:  # Binance: unique among open orders only
+                await fake.create_order("BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "again"})
+                assert len(fake.venue.orders_with_client_id("again")) == 2
+            else:
+                with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+                    await fake.create_order(
+                        "BTC/USDT", "market", "buy", 0.001, None, {"clientOrderId": "again"}
+                    )
+        finally:
+            await fake.close()
+
+
+async def test_custom_markets_and_legacy_min_notional_filter(vtime: VirtualTime) -> None:
+    venue = SimulatedBinanceSpot(
+        clock=vtime.clock,
+        markets=[
+            FakeMarket(
+                base="DOGE",
+                quote="USDT",
+                price=Decimal("0.08123"),
+                tick_size=Decimal("0.00001"),
+                step_size=Decimal("1"),
+                min_qty=Decimal("1"),
+                min_notional=Decimal("1"),
+                notional_filter="MIN_NOTIONAL",
+                status="BREAK",
+            )
+        ],
+        balances={"USDT": 10, "DOGE": 0},
+    )
+    fake = FakeBinance(venue=venue)
+    try:
+        markets = await fake.load_markets()
+        doge = markets["DOGE/USDT"]
+        assert doge["active"] is False
+        assert doge["precision"] == {"amount": 1.0, "price": 1e-05, "base": 1e-08, "quote": 1e-08}
+        assert doge["limits"]["cost"]["min"] == 1.0
+        with pytest.raises(ccxt.InsufficientFunds):
+            await fake.create_order("DOGE/USDT", "market", "buy", 1000)
+    finally:
+        await fake.close()
+
+
+async def test_price_moves_fill_resting_orders_on_both_sides(fake: FakeBinance) -> None:
+    await fake.load_markets()
+    buy = await fake.create_order("SOL/USDT", "limit", "buy", 1, 140)
+    sell = await fake.create_order("SOL/USDT", "limit", "sell", 1, 160)
+    assert fake.venue.set_price("SOL/USDT", "150.5") == []
+    [fill] = fake.venue.set_price("SOL/USDT", "139")
+    assert fill.order_id == int(buy["id"]) and fill.price == Decimal("140") and fill.is_maker
+    [fill] = fake.venue.set_price("SOL/USDT", "161")
+    assert fill.order_id == int(sell["id"])
+    assert [o.status for o in fake.venue.orders("SOL/USDT")] == ["FILLED", "FILLED"]
+
+
+async def test_unknown_routes_fail_loudly(fake: FakeBinance) -> None:
+    with pytest.raises(ccxt.ExchangeError, match="no route"):
+        await fake.fapiPublicGetPremiumIndex()
+
+
+async def test_a_closed_fake_refuses_requests(vtime: VirtualTime) -> None:
+    fake = FakeBinance(clock=vtime.clock)
+    await fake.close()
+    with pytest.raises(ccxt.ExchangeClosedByUser):
+        await fake.fetch_ticker("BTC/USDT")
