@@ -38,6 +38,7 @@ SYNTHETIC = "synthetic"
 #: Order of preference when a timeframe is not stored and has to be built from a smaller one.
 RESAMPLE_SOURCES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 LIVE_RETRY_SECONDS = 60.0
+REPLAY_WINDOW_MS = 30 * 86_400_000
 HALF_SPREAD = Decimal("0.00005")  # of the price, for tickers and books built from candles
 LEVEL_STEP = Decimal("0.0005")
 
@@ -251,22 +252,25 @@ class MarketDataService:
         return self._synthetic_book(name, symbol, limit)
 
     def _replay_position(self, name: str, symbol: str) -> tuple[str, pd.DataFrame]:
-        """The last day of stored candles up to 'now' in replay time. The series plays from one
-        day after its start, one candle per timeframe of wall time since the service started,
-        and loops at its end."""
+        """The day of stored candles up to 'now' in replay time.
+
+        Replay loops over the most recent ``REPLAY_WINDOW`` of the stored series (so a ticker sits
+        next to the newest candles a chart shows), one candle per timeframe of wall time since the
+        service started, starting one day into the window."""
         infos = self.store.datasets(exchange=name, symbol=symbol)
         if not infos:
             raise NotFound(f"No stored candles for {symbol} on {name}.")
         info = min(infos, key=lambda i: tf.timeframe_to_ms(i.timeframe))
         step = tf.timeframe_to_ms(info.timeframe)
         stamps = self.store.timestamps(name, symbol, info.timeframe)
-        rows = len(stamps)
+        window = stamps[-max(2, REPLAY_WINDOW_MS // step) :]
+        rows = len(window)
         day = max(1, 86_400_000 // step)
         elapsed = int((self._clock.timestamp() - self._replay_origin) * 1000) // step
         position = (min(day, rows - 1) + elapsed) % rows
         first = max(0, position - day + 1)
         frame = self.store.read(
-            name, symbol, info.timeframe, start_ms=int(stamps[first]), end_ms=int(stamps[position]) + 1
+            name, symbol, info.timeframe, start_ms=int(window[first]), end_ms=int(window[position]) + 1
         )
         return info.source, frame
 
@@ -437,9 +441,17 @@ def download_job_handler(service: MarketDataService) -> Callable[[Any], Awaitabl
     return run
 
 
+def decimal_text(value: float) -> str:
+    """A float from a numeric kernel as decimal text with at most 15 significant digits: every
+    stored value (15 digits at most) prints back exactly, and the binary noise of sums and
+    products (digits 16-17) is cut off."""
+    if value == 0 or not np.isfinite(value):
+        return "0" if value == 0 else str(value)
+    return np.format_float_positional(value, precision=15, unique=True, fractional=False, trim="-")
+
+
 def _dec(value: float) -> Decimal:
-    """A float from a numeric kernel as the exact decimal it prints as (never binary noise)."""
-    return Decimal(np.format_float_positional(value, trim="-"))
+    return Decimal(decimal_text(value))
 
 
 def _quantize_like(value: Decimal, reference: Decimal) -> Decimal:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
@@ -31,7 +30,7 @@ from cryptoorchestrator.schemas.market import (
     OrderBookOut,
     TickerOut,
 )
-from cryptoorchestrator.services.market_data import DOWNLOAD_JOB, Candles
+from cryptoorchestrator.services.market_data import DOWNLOAD_JOB, Candles, decimal_text
 
 router = APIRouter(tags=["market data"], responses=ERROR_RESPONSES)
 
@@ -43,7 +42,7 @@ TimeQuery = Annotated[str | None, Query(description="ISO 8601 or epoch milliseco
 
 
 def _number(value: float) -> str:
-    return np.format_float_positional(value, trim="-")
+    return decimal_text(value)
 
 
 def candles_body(candles: Candles, *, start_ms: int | None, end_ms: int | None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The backtesting engine: numba kernels, event replay, metrics, optimisation, reports."""

@@ -1,0 +1,1 @@
+"""Technical indicators: thin wrappers over TA-Lib and numpy."""

@@ -1,0 +1,1 @@
+"""The simulated exchange and fill model shared by backtests and paper trading."""

@@ -1,0 +1,1 @@
+"""Strategies: the interface, parameters, registry, built-in library and declarative rules."""
