@@ -137,5 +137,10 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             ],
         )
     app.add_middleware(RateLimitMiddleware, limiter=limiter, settings=settings, tokens=container.tokens)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, logger=logger)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        logger=get_logger("cryptoorchestrator.access"),
+        access_log=settings.access_log,
+    )
     return app

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any
@@ -17,7 +18,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cryptoorchestrator.api.errors import envelope
-from cryptoorchestrator.core.ids import new_request_id
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -43,6 +43,18 @@ class Metrics:
         self.in_flight = Gauge(
             "http_requests_in_progress", "HTTP requests being served now.", registry=self.registry
         )
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: str, seconds: float) -> None:
+        # labels() costs a lock and a tuple hash per call; the label sets are few, so keep them.
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, status), self.latency.labels(method, route))
+            if len(self._children) < 10_000:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -80,10 +92,11 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, logger: Any) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, logger: Any, access_log: bool = True) -> None:
         self.app = app
         self.metrics = metrics
         self.logger = logger
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -94,7 +107,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else new_request_id()
+        request_id = incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -123,9 +136,18 @@ class RequestContextMiddleware:
             self.metrics.in_flight.dec()
             template = route_template(scope)
             elapsed = time.perf_counter() - start
-            method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status_holder["status"])).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            status = status_holder["status"]
+            self.metrics.observe(scope["method"], template, str(status), elapsed)
+            if self.access_log:
+                # request_id and user_id come from the bound context.
+                self.logger.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    route=template,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                )
 
     @staticmethod
     async def _internal_error(send: Send, request_id: str) -> None:

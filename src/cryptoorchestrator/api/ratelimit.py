@@ -245,11 +245,9 @@ class RateLimitMiddleware:
             return
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                existing = {name.lower() for name, _ in message.get("headers", [])}
-                # A route may have set stricter headers itself (the per-account auth limit).
-                extra = [header for header in headers if header[0] not in existing]
-                message["headers"] = [*message.get("headers", []), *extra]
+            # A 429 from a route (the per-account auth limit) carries its own, stricter headers.
+            if message["type"] == "http.response.start" and message["status"] != 429:
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=200, ge=1)
 
     log_level: str = "INFO"
+    access_log: bool = True
     log_json: bool = True
 
     @field_validator("encryption_keys", "cors_origins", "trusted_proxies", "synthetic_symbols", mode="before")

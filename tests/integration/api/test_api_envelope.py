@@ -119,3 +119,23 @@ async def test_openapi_and_docs_are_served(client):
     assert "/api/auth/login" not in spec["paths"], "the alias stays out of the schema"
     assert (await client.get("/docs")).status_code == 200
     assert (await client.get("/redoc")).status_code == 200
+
+
+async def test_access_log_carries_request_and_user_ids(app_factory, caplog):
+    import logging
+
+    from cryptoorchestrator.testing.api import register_user
+    from tests.conftest import client_for
+
+    app, _ = await app_factory(log_level="INFO")
+    async with client_for(app) as http:
+        user = await register_user(http, "logged")
+        with caplog.at_level(logging.INFO, logger="cryptoorchestrator.access"):
+            response = await http.get("/api/v1/auth/me", headers=user.headers)
+    events = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "request"]
+    assert events, "one access-log event per request"
+    event = events[-1]
+    assert event["request_id"] == response.headers["x-request-id"]
+    assert event["user_id"] == user.id
+    assert event["route"] == "/api/v1/auth/me" and event["status"] == 200
+    assert user.access_token not in str(caplog.records), "tokens are never logged"
