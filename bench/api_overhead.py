@@ -8,8 +8,9 @@ measures requests per second of:
 * ``GET /api/v1/health`` (platform)                 - middleware cost: request ids, metrics, rate limit
 * ``GET /api/v1/auth/me`` with a Bearer token       - plus JWT check and the session lookup in the DB
 
-Rounds alternate between the targets and the best round of each is kept (the machines are shared
-and noisy). Prints each rate and the ratios; the target is auth/me >= 0.5 x bare.
+The load comes from wrk when it is installed (``apt-get install wrk``), else from the asyncio
+client in ``bench/_loadgen.py``. Rounds alternate between the targets and the best round of each
+is kept (the machines are shared and noisy). Prints each rate and the ratios; the target is auth/me >= 0.5 x bare.
 
     .venv/bin/python bench/api_overhead.py [--seconds 3] [--rounds 3] [--connections 16]
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -71,7 +74,35 @@ def uvicorn_args(target: str, port: int, *extra: str) -> list[str]:
             "--log-level", "warning", "--no-access-log", *extra]  # fmt: skip
 
 
+def _wrk_ms(text: str) -> float:
+    value = float(re.sub(r"[a-z]+$", "", text))
+    return (
+        value / 1000
+        if text.endswith("us")
+        else value * 1000
+        if text.endswith("s") and not text.endswith("ms")
+        else value
+    )
+
+
+def load_wrk(port: int, path: str, headers: dict[str, str], seconds: float, connections: int) -> dict:
+    """wrk (C, one thread): the load generator takes little of the shared CPU."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        [*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p50 = _wrk_ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1))
+    p99 = _wrk_ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
+    return {"rps": rps, "errors": int(errors.group(1)) if errors else 0, "p50_ms": p50, "p99_ms": p99}
+
+
 def load(port: int, path: str, headers: dict[str, str], seconds: float, connections: int) -> dict:
+    if shutil.which("wrk"):
+        return load_wrk(port, path, headers, seconds, connections)
     job = {"host": "127.0.0.1", "port": port, "path": path, "headers": headers,
            "seconds": seconds, "connections": connections}  # fmt: skip
     out = subprocess.run(

@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from cryptoorchestrator import __version__
 from cryptoorchestrator.api.errors import install_error_handlers
 from cryptoorchestrator.api.middleware import Metrics, RequestContextMiddleware
-from cryptoorchestrator.api.ratelimit import RateLimiter, RateLimitMiddleware
+from cryptoorchestrator.api.ratelimit import RateLimiter, RateLimitGate
 from cryptoorchestrator.api.routers import admin, auth, jobs, market, system, users
 from cryptoorchestrator.bootstrap import Container, build_container
 from cryptoorchestrator.config.logging import configure_logging, get_logger
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
     install_openapi_security(app)
 
-    # Added last = outermost: request context wraps the rate limiter, which wraps CORS.
+    # Added last = outermost: the request context (ids, metrics, access log, rate limits) wraps CORS.
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -136,9 +136,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 "X-RateLimit-Reset",
             ],
         )
-    app.add_middleware(RateLimitMiddleware, limiter=limiter, settings=settings, tokens=container.tokens)
     app.add_middleware(
         RequestContextMiddleware,
+        gate=RateLimitGate(limiter=limiter, settings=settings, tokens=container.tokens),
         metrics=metrics,
         logger=get_logger("cryptoorchestrator.access"),
         access_log=settings.access_log,

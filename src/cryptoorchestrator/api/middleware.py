@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cryptoorchestrator.api.errors import envelope
+from cryptoorchestrator.api.ratelimit import RateLimitGate
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -92,11 +94,20 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, logger: Any, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        logger: Any,
+        access_log: bool = True,
+        gate: RateLimitGate | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.logger = logger
         self.access_log = access_log
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -112,25 +123,37 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status_holder = {"status": 500, "started": False}
-        raw_id = request_id.encode()
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        rate_headers: list[tuple[bytes, bytes]] = []
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", raw_id))
+                headers = [*message.get("headers", []), *extra]
+                # A 429 from a route (the per-account auth limit) carries its own, stricter headers.
+                if message["status"] != 429:
+                    headers.extend(rate_headers)
                 message["headers"] = headers
             await send(message)
 
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
+            decision = await self.gate.decide(scope, request_id) if self.gate is not None else None
+            if decision is not None:
+                if decision.rejection is not None:
+                    await self._send_json(send_wrapper, 429, decision.rejection, decision.headers)
+                    return
+                rate_headers = decision.headers
             await self.app(scope, receive, send_wrapper)
         except Exception:
             self.logger.exception("unhandled_exception", method=scope["method"], path=scope["path"])
             if not status_holder["started"]:
-                await self._internal_error(send_wrapper, request_id)
+                body = json.dumps(
+                    envelope(500, "INTERNAL_ERROR", "An internal error occurred.", request_id=request_id)
+                ).encode()
+                await self._send_json(send_wrapper, 500, body, [])
             status_holder["status"] = 500
         finally:
             self.metrics.in_flight.dec()
@@ -150,19 +173,15 @@ class RequestContextMiddleware:
                 )
 
     @staticmethod
-    async def _internal_error(send: Send, request_id: str) -> None:
-        import json
-
-        body = json.dumps(
-            envelope(500, "INTERNAL_ERROR", "An internal error occurred.", request_id=request_id)
-        ).encode()
+    async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         await send(
             {
                 "type": "http.response.start",
-                "status": 500,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *headers,
                 ],
             }
         )

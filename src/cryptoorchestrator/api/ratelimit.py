@@ -18,7 +18,7 @@ from typing import Any
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from cryptoorchestrator.api.errors import envelope
 from cryptoorchestrator.config.settings import Settings
@@ -179,11 +179,17 @@ def _categorise(path: str, method: str) -> str | None:
     return None
 
 
-class RateLimitMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, limiter: RateLimiter, settings: Settings, tokens: TokenService
-    ) -> None:
-        self.app = app
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    headers: list[tuple[bytes, bytes]]
+    rejection: bytes | None  # the 429 body when the request is refused
+
+
+class RateLimitGate:
+    """Decides, per request, which limit it counts against and whether it may pass. Runs inside
+    the request-context middleware (one ASGI layer for both, for speed)."""
+
+    def __init__(self, *, limiter: RateLimiter, settings: Settings, tokens: TokenService) -> None:
         self.limiter = limiter
         self._tokens = tokens
         self._trusted = set(settings.trusted_proxies)
@@ -205,12 +211,10 @@ class RateLimitMiddleware:
                 return f"key:{parts[1]}", True
         return f"ip:{client_ip(scope, self._trusted)}", False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.limiter.enabled:
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        category = categorise(scope["path"], method)
+    async def decide(self, scope: Scope, request_id: str) -> GateDecision | None:
+        if not self.limiter.enabled:
+            return None
+        category = categorise(scope["path"], scope["method"])
         if category == "auth":
             key, authenticated = f"ip:{client_ip(scope, self._trusted)}", False
         else:
@@ -218,39 +222,18 @@ class RateLimitMiddleware:
         if category is None:
             category = "default" if authenticated else "anonymous"
         state = await self.limiter.hit(category, key)
-        headers = state.headers()
-        if not state.allowed:
-            request_id = scope.get("state", {}).get("request_id")
-            body = json.dumps(
-                envelope(
-                    429,
-                    "RATE_LIMIT_EXCEEDED",
-                    "Too many requests. Please wait before retrying.",
-                    request_id=request_id,
-                    details={"category": category, "retry_after": state.retry_after, "limit": state.limit},
-                )
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 429,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        *headers,
-                    ],
-                }
+        if state.allowed:
+            return GateDecision(state.headers(), None)
+        body = json.dumps(
+            envelope(
+                429,
+                "RATE_LIMIT_EXCEEDED",
+                "Too many requests. Please wait before retrying.",
+                request_id=request_id,
+                details={"category": category, "retry_after": state.retry_after, "limit": state.limit},
             )
-            await send({"type": "http.response.body", "body": body})
-            return
-
-        async def send_wrapper(message: Message) -> None:
-            # A 429 from a route (the per-account auth limit) carries its own, stricter headers.
-            if message["type"] == "http.response.start" and message["status"] != 429:
-                message["headers"] = [*message.get("headers", []), *headers]
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
+        ).encode()
+        return GateDecision(state.headers(), body)
 
 
 def client_ip(scope: Scope, trusted_proxies: set[str]) -> str:
@@ -263,4 +246,4 @@ def client_ip(scope: Scope, trusted_proxies: set[str]) -> str:
     return str(peer)
 
 
-__all__: Any = ["RateLimitMiddleware", "RateLimiter", "categorise", "client_ip"]
+__all__: Any = ["GateDecision", "RateLimitGate", "RateLimiter", "categorise", "client_ip"]
