@@ -10,7 +10,8 @@ measures requests per second of:
 
 The load comes from wrk when it is installed (``apt-get install wrk``), else from the asyncio
 client in ``bench/_loadgen.py``. Rounds alternate between the targets and the best round of each
-is kept (the machines are shared and noisy). Prints each rate and the ratios; the target is auth/me >= 0.5 x bare.
+is kept (the machines are shared and noisy). Prints each rate and the ratios; the target is
+auth/me >= 0.5 x bare.
 
     .venv/bin/python bench/api_overhead.py [--seconds 3] [--rounds 3] [--connections 16]
 """
@@ -162,7 +163,8 @@ def main() -> None:
 
     bare = best["bare FastAPI  GET /api/v1/health"]["rps"]
     print(
-        f"\nAPI overhead ({options.connections} connections, best of {options.rounds} x {options.seconds}s)"
+        f"\nAPI overhead ({options.connections} connections, best of {options.rounds} x {options.seconds}s, "
+        f"load from {'wrk' if shutil.which('wrk') else 'bench/_loadgen.py (install wrk: lighter)'})"
     )
     print(f"{'target':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}")
     for name, result in best.items():
