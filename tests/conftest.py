@@ -49,6 +49,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "encryption_keys": [],
         "cors_origins": [],
         "synthetic_data": False,  # market-data tests turn it on
+        "backtest_workers": 0,  # a thread; one test uses the process pool
         **FAST_HASH,
         **GENEROUS_LIMITS,
     }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from cryptoorchestrator.security.passwords import PasswordHasher
 from cryptoorchestrator.security.tokens import TokenService
 from cryptoorchestrator.services.api_keys import ApiKeyService
 from cryptoorchestrator.services.auth import AuthService, SessionCache
+from cryptoorchestrator.services.backtests import BacktestService
 from cryptoorchestrator.services.jobs import JobService
 from cryptoorchestrator.services.keys import KeyRotationService
 from cryptoorchestrator.services.market_data import (
@@ -29,8 +32,32 @@ from cryptoorchestrator.services.market_data import (
     MarketDataService,
     download_job_handler,
 )
+from cryptoorchestrator.services.strategies import StrategyService
 from cryptoorchestrator.services.two_factor import TwoFactorService
 from cryptoorchestrator.services.users import UserService
+from cryptoorchestrator.strategies.loader import load_strategies
+from cryptoorchestrator.strategies.registry import builtin_registry
+
+
+class LazyProcessPool:
+    """A process pool started on first use (spawned workers: safe beside an event loop), so
+    commands and tests that never backtest never pay for it. ``workers=0`` means no pool."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __call__(self) -> Executor | None:
+        if self._workers <= 0:
+            return None
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def build_secret_box(settings: Settings) -> SecretBox:
@@ -58,8 +85,11 @@ class Container:
     api_keys: ApiKeyService
     key_rotation: KeyRotationService
     market_data: MarketDataService
+    strategies: StrategyService
+    backtests: BacktestService
     jobs: JobService
     job_queue: InProcessJobQueue
+    process_pool: LazyProcessPool = field(default_factory=lambda: LazyProcessPool(0))
     version: str = __version__
     started_at: float = field(default_factory=time.time)
 
@@ -78,6 +108,7 @@ class Container:
 
     async def close(self) -> None:
         await self.job_queue.stop()
+        self.process_pool.shutdown()
         await self.market_data.close()
         await self.engine.dispose()
 
@@ -128,6 +159,24 @@ def build_container(
         jobs, concurrency=settings.jobs_concurrency, logger=get_logger("cryptoorchestrator.jobs")
     )
     jobs.attach_queue(job_queue)
+    strategy_registry = builtin_registry()
+    if settings.strategies_dir is not None:
+        loaded = load_strategies(settings.strategies_dir, strategy_registry)
+        for error in loaded.errors:
+            get_logger("cryptoorchestrator.strategies").error("user_strategy_not_loaded", error=error.message)
+    strategies = StrategyService(uow_factory, registry=strategy_registry, clock=clock)
+    process_pool = LazyProcessPool(settings.backtest_workers)
+    backtests = BacktestService(
+        uow_factory,
+        jobs=jobs,
+        market_data=market_data,
+        strategies=strategies,
+        clock=clock,
+        results_dir=settings.data_dir / "backtests",
+        executor_factory=process_pool,
+        max_candles=settings.max_backtest_candles,
+        strategies_dir=str(settings.strategies_dir) if settings.strategies_dir else None,
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -151,6 +200,9 @@ def build_container(
         api_keys=ApiKeyService(uow_factory, clock=clock),
         key_rotation=KeyRotationService(uow_factory, secret_box=secret_box, clock=clock),
         market_data=market_data,
+        strategies=strategies,
+        backtests=backtests,
         jobs=jobs,
         job_queue=job_queue,
+        process_pool=process_pool,
     )

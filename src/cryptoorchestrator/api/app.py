@@ -17,7 +17,7 @@ from cryptoorchestrator import __version__
 from cryptoorchestrator.api.errors import install_error_handlers
 from cryptoorchestrator.api.middleware import Metrics, RequestContextMiddleware
 from cryptoorchestrator.api.ratelimit import RateLimiter, RateLimitGate
-from cryptoorchestrator.api.routers import admin, auth, jobs, market, system, users
+from cryptoorchestrator.api.routers import admin, auth, backtests, jobs, market, strategies, system, users
 from cryptoorchestrator.bootstrap import Container, build_container
 from cryptoorchestrator.config.logging import configure_logging, get_logger
 from cryptoorchestrator.config.settings import Settings, load_settings
@@ -29,6 +29,8 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     jobs.router,
     market.router,
+    strategies.router,
+    backtests.router,
 )
 
 DESCRIPTION = """

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from cryptoorchestrator import __version__
+from cryptoorchestrator.cli import backtest as backtest_cli
 from cryptoorchestrator.cli import data as data_cli
 from cryptoorchestrator.core.errors import CryptoOrchestratorError
 
@@ -35,6 +36,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(openapi_app, name="openapi")
 app.add_typer(data_cli.app, name="data")
+app.add_typer(backtest_cli.app, name="backtest")
 
 
 def _settings(**overrides: Any) -> Any:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     synthetic_timeframe: str = "1h"
     synthetic_data: bool = True
     exchange_timeout_ms: int = Field(default=10_000, ge=100)
+    # Backtests: worker processes for the CPU work (0 = a thread in the server process), the
+    # largest candle count one backtest may read, and a folder of user strategy files.
+    backtest_workers: int = Field(default=2, ge=0, le=64)
+    max_backtest_candles: int = Field(default=5_000_000, ge=1000)
+    strategies_dir: Path | None = None
     jobs_concurrency: int = Field(default=2, ge=1, le=64)
     max_upload_mb: int = Field(default=200, ge=1)
 

@@ -23,12 +23,15 @@ from cryptoorchestrator.domain.identity import (
     UserCredentials,
 )
 from cryptoorchestrator.domain.jobs import Job, JobStatus
+from cryptoorchestrator.domain.research import BacktestRecord, SavedStrategy
 from cryptoorchestrator.persistence.tables import (
     ApiKeyRow,
     AuditLogRow,
     AuthSessionRow,
+    BacktestRow,
     JobRow,
     RefreshTokenRow,
+    StrategyRow,
     UserRow,
 )
 
@@ -466,3 +469,140 @@ class SqlJobRepository:
     async def active(self) -> list[Job]:
         stmt = select(JobRow).where(JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
         return [_job(row) for row in (await self._session.execute(stmt)).scalars()]
+
+
+def _strategy(row: StrategyRow) -> SavedStrategy:
+    return SavedStrategy(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        strategy_type=row.strategy_type,
+        params=dict(row.params or {}),
+        description=row.description,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class SqlStrategyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, record: SavedStrategy) -> SavedStrategy:
+        row = StrategyRow(
+            id=record.id,
+            user_id=record.user_id,
+            name=record.name,
+            strategy_type=record.strategy_type,
+            params=record.params,
+            description=record.description,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+        self._session.add(row)
+        await self._session.flush()
+        return _strategy(row)
+
+    async def get_for_user(self, strategy_id: str, user_id: int) -> SavedStrategy | None:
+        row = await self._session.get(StrategyRow, strategy_id)
+        return _strategy(row) if row and row.user_id == user_id else None
+
+    async def name_taken(self, user_id: int, name: str, *, except_id: str | None = None) -> bool:
+        stmt = select(StrategyRow.id).where(StrategyRow.user_id == user_id, StrategyRow.name == name)
+        found = (await self._session.execute(stmt)).scalars().first()
+        return found is not None and found != except_id
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int, offset: int
+    ) -> tuple[list[SavedStrategy], int]:
+        base = select(StrategyRow).where(StrategyRow.user_id == user_id)
+        total = (await self._session.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+        stmt = base.order_by(StrategyRow.created_at, StrategyRow.id).limit(limit).offset(offset)
+        return [_strategy(row) for row in (await self._session.execute(stmt)).scalars()], int(total)
+
+    async def update(self, strategy_id: str, *, now: datetime, **fields: Any) -> SavedStrategy:
+        row = await self._session.get(StrategyRow, strategy_id)
+        if row is None:
+            raise NotFound("Strategy not found.")
+        for name, value in fields.items():
+            if name not in ("name", "strategy_type", "params", "description"):
+                raise ValueError(f"not updatable: {name}")
+            setattr(row, name, value)
+        row.updated_at = now
+        await self._session.flush()
+        return _strategy(row)
+
+    async def delete(self, strategy_id: str) -> None:
+        row = await self._session.get(StrategyRow, strategy_id)
+        if row is not None:
+            await self._session.delete(row)
+            await self._session.flush()
+
+
+def _backtest(row: BacktestRow) -> BacktestRecord:
+    return BacktestRecord(
+        id=row.id,
+        user_id=row.user_id,
+        job_id=row.job_id,
+        strategy_id=row.strategy_id,
+        strategy_type=row.strategy_type,
+        params=dict(row.params or {}),
+        request=dict(row.request or {}),
+        created_at=row.created_at,
+        metrics=row.metrics,
+        summary=row.summary,
+    )
+
+
+class SqlBacktestRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, record: BacktestRecord) -> BacktestRecord:
+        row = BacktestRow(
+            id=record.id,
+            user_id=record.user_id,
+            job_id=record.job_id,
+            strategy_id=record.strategy_id,
+            strategy_type=record.strategy_type,
+            params=record.params,
+            request=record.request,
+            created_at=record.created_at,
+        )
+        self._session.add(row)
+        await self._session.flush()
+        return _backtest(row)
+
+    async def get(self, backtest_id: str) -> BacktestRecord | None:
+        row = await self._session.get(BacktestRow, backtest_id)
+        return _backtest(row) if row else None
+
+    async def get_for_user(self, backtest_id: str, user_id: int) -> BacktestRecord | None:
+        row = await self._session.get(BacktestRow, backtest_id)
+        return _backtest(row) if row and row.user_id == user_id else None
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int, offset: int
+    ) -> tuple[list[BacktestRecord], int]:
+        base = select(BacktestRow).where(BacktestRow.user_id == user_id)
+        total = (await self._session.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+        stmt = base.order_by(BacktestRow.created_at.desc(), BacktestRow.id).limit(limit).offset(offset)
+        return [_backtest(row) for row in (await self._session.execute(stmt)).scalars()], int(total)
+
+    async def set_job(self, backtest_id: str, job_id: str) -> None:
+        await self._session.execute(
+            update(BacktestRow).where(BacktestRow.id == backtest_id).values(job_id=job_id)
+        )
+
+    async def set_results(
+        self, backtest_id: str, *, metrics: dict[str, Any], summary: dict[str, Any]
+    ) -> None:
+        await self._session.execute(
+            update(BacktestRow).where(BacktestRow.id == backtest_id).values(metrics=metrics, summary=summary)
+        )
+
+    async def delete(self, backtest_id: str) -> None:
+        row = await self._session.get(BacktestRow, backtest_id)
+        if row is not None:
+            await self._session.delete(row)
+            await self._session.flush()

@@ -26,6 +26,8 @@ class SqlUnitOfWork:
         self.api_keys = repos.SqlApiKeyRepository(self._session)
         self.audit = repos.SqlAuditRepository(self._session)
         self.jobs = repos.SqlJobRepository(self._session)
+        self.strategies = repos.SqlStrategyRepository(self._session)
+        self.backtests = repos.SqlBacktestRepository(self._session)
         self.secrets = EncryptedColumns(self._session)
         return self
 

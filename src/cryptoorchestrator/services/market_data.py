@@ -25,6 +25,7 @@ from cryptoorchestrator.core.errors import (
     InvalidDateRange,
     InvalidSymbol,
     NotFound,
+    ValidationFailed,
 )
 from cryptoorchestrator.domain.market import MarketInfo, OrderBook, Ticker
 from cryptoorchestrator.domain.symbols import SUPPORTED_PREVIEW, SymbolIndex, unify_new_symbol
@@ -211,6 +212,50 @@ class MarketDataService:
         return Candles(
             name, symbol, timeframe, frame.reset_index(drop=True), source, has_more, resampled_from
         )
+
+    async def history(
+        self,
+        text: str,
+        *,
+        timeframe: str,
+        start_ms: int,
+        end_ms: int,
+        exchange: str | None = None,
+        max_candles: int | None = None,
+    ) -> Candles:
+        """Every candle in [start, end) for research (backtests): INVALID_DATE_RANGE names the
+        stored range when nothing is stored there; requests beyond ``max_candles`` are refused."""
+        tf.validate_timeframe(timeframe)
+        if start_ms >= end_ms:
+            raise InvalidDateRange("start must be before end.", details={"start": start_ms, "end": end_ms})
+        name, symbol = await self.resolve(text, exchange=exchange)
+        stored_tf, resampled_from = self._timeframe_source(name, symbol, timeframe)
+        if stored_tf is None:
+            raise NotFound(
+                f"No {timeframe} candles for {symbol} on {name}, nor a smaller timeframe to build them from."
+            )
+        step = tf.timeframe_to_ms(timeframe)
+        if max_candles is not None and (end_ms - start_ms) // step > max_candles:
+            raise ValidationFailed(
+                f"The range holds more than {max_candles} {timeframe} candles; "
+                "shorten it or use a larger timeframe.",
+                details={"max_candles": max_candles},
+            )
+        info = self.store.info(name, symbol, stored_tf)
+        frame = self.store.read(
+            name, symbol, stored_tf, start_ms=tf.align_down(start_ms, timeframe), end_ms=end_ms
+        )
+        if resampled_from is not None:
+            frame = resample(frame, stored_tf, timeframe)
+        frame = frame[(frame["timestamp"] >= start_ms) & (frame["timestamp"] < end_ms)].reset_index(drop=True)
+        if frame.empty:
+            raise InvalidDateRange(
+                f"No {symbol} candles on {name} between the dates asked for; stored: "
+                f"{_iso(info.first_ms)} to {_iso(info.last_ms)}.",
+                details={"stored_from": _iso(info.first_ms), "stored_to": _iso(info.last_ms)},
+            )
+        source = SYNTHETIC if info.source == SYNTHETIC else "replay"
+        return Candles(name, symbol, timeframe, frame, source, False, resampled_from)
 
     def _read(
         self, name: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None, limit: int
@@ -439,6 +484,10 @@ def download_job_handler(service: MarketDataService) -> Callable[[Any], Awaitabl
         return {"datasets": [result.as_dict() for result in results]}
 
     return run
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def decimal_text(value: float) -> str:

@@ -20,6 +20,7 @@ from cryptoorchestrator.domain.identity import (
     UserCredentials,
 )
 from cryptoorchestrator.domain.jobs import Job
+from cryptoorchestrator.domain.research import BacktestRecord, SavedStrategy
 
 
 class UserRepository(Protocol):
@@ -130,6 +131,42 @@ class JobRepository(Protocol):
     async def active(self) -> list[Job]: ...
 
 
+class StrategyRepository(Protocol):
+    async def add(self, record: SavedStrategy) -> SavedStrategy: ...
+
+    async def get_for_user(self, strategy_id: str, user_id: int) -> SavedStrategy | None: ...
+
+    async def name_taken(self, user_id: int, name: str, *, except_id: str | None = None) -> bool: ...
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int, offset: int
+    ) -> tuple[list[SavedStrategy], int]: ...
+
+    async def update(self, strategy_id: str, *, now: datetime, **fields: Any) -> SavedStrategy: ...
+
+    async def delete(self, strategy_id: str) -> None: ...
+
+
+class BacktestRepository(Protocol):
+    async def add(self, record: BacktestRecord) -> BacktestRecord: ...
+
+    async def get(self, backtest_id: str) -> BacktestRecord | None: ...
+
+    async def get_for_user(self, backtest_id: str, user_id: int) -> BacktestRecord | None: ...
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int, offset: int
+    ) -> tuple[list[BacktestRecord], int]: ...
+
+    async def set_job(self, backtest_id: str, job_id: str) -> None: ...
+
+    async def set_results(
+        self, backtest_id: str, *, metrics: dict[str, Any], summary: dict[str, Any]
+    ) -> None: ...
+
+    async def delete(self, backtest_id: str) -> None: ...
+
+
 class EncryptedSecretRepository(Protocol):
     """Every column that holds a secret encrypted with the SecretBox (for key rotation)."""
 
@@ -149,6 +186,8 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     secrets: EncryptedSecretRepository
     jobs: JobRepository
+    strategies: StrategyRepository
+    backtests: BacktestRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -36,6 +36,7 @@ async def assert_owner_only(
     missing_id: Any,
     routes: Sequence[OwnedRoute],
     check: OwnedRoute,
+    not_found_code: str = "NOT_FOUND",
 ) -> None:
     """Every route answers the intruder 404 for ``object_id`` (same as for ``missing_id``), and
     ``check`` still answers the owner 200 afterwards (nothing was changed or lost)."""
@@ -47,11 +48,11 @@ async def assert_owner_only(
         foreign = await client.request(
             route.method, route.url(object_id), headers=intruder_headers, json=route.json
         )
-        assert_error(foreign, 404, "NOT_FOUND")
+        assert_error(foreign, 404, not_found_code)
         missing = await client.request(
             route.method, route.url(missing_id), headers=intruder_headers, json=route.json
         )
-        assert_error(missing, 404, "NOT_FOUND")
+        assert_error(missing, 404, not_found_code)
         assert foreign.json()["error"]["message"] == missing.json()["error"]["message"], (
             "another user's id must be indistinguishable from a missing one"
         )

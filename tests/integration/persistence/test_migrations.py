@@ -16,7 +16,16 @@ from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"users", "auth_sessions", "refresh_tokens", "api_keys", "audit_log", "jobs"}
+TABLES = {
+    "users",
+    "auth_sessions",
+    "refresh_tokens",
+    "api_keys",
+    "audit_log",
+    "jobs",
+    "strategies",
+    "backtests",
+}
 
 
 async def _tables(url: str) -> set[str]:
