@@ -39,6 +39,10 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.3f}"
 
 
+def _fact(value: Any) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)
+
+
 def _times(ms: np.ndarray) -> pd.DatetimeIndex:
     return pd.to_datetime(ms, unit="ms", utc=True)
 
@@ -146,7 +150,7 @@ def render_report(
         "so these results are better than any real account would see.</p>"
     )
     facts = " · ".join(
-        html.escape(f"{key.replace('_', ' ')}: {summary[key]}")
+        html.escape(f"{key.replace('_', ' ')}: {_fact(summary[key])}")
         for key in (
             "symbol",
             "exchange",
