@@ -155,9 +155,15 @@ def build_container(
         uow_factory, clock=clock, worker_name=worker_name(), logger=get_logger("cryptoorchestrator.jobs")
     )
     jobs.register(DOWNLOAD_JOB, download_job_handler(market_data))
-    job_queue = InProcessJobQueue(
-        jobs, concurrency=settings.jobs_concurrency, logger=get_logger("cryptoorchestrator.jobs")
-    )
+    job_queue: Any
+    if settings.jobs_backend == "celery":  # Celery is imported only when chosen
+        from cryptoorchestrator.jobs.celery_queue import CeleryJobQueue
+
+        job_queue = CeleryJobQueue.from_settings(jobs, settings, logger=get_logger("cryptoorchestrator.jobs"))
+    else:
+        job_queue = InProcessJobQueue(
+            jobs, concurrency=settings.jobs_concurrency, logger=get_logger("cryptoorchestrator.jobs")
+        )
     jobs.attach_queue(job_queue)
     strategy_registry = builtin_registry()
     if settings.strategies_dir is not None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from cryptoorchestrator import __version__
 from cryptoorchestrator.cli import backtest as backtest_cli
 from cryptoorchestrator.cli import data as data_cli
+from cryptoorchestrator.cli import worker as worker_cli
 from cryptoorchestrator.core.errors import CryptoOrchestratorError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -37,6 +38,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(openapi_app, name="openapi")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(backtest_cli.app, name="backtest")
+app.command("worker")(worker_cli.worker)
 
 
 def _settings(**overrides: Any) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     max_backtest_candles: int = Field(default=5_000_000, ge=1000)
     strategies_dir: Path | None = None
     jobs_concurrency: int = Field(default=2, ge=1, le=64)
+    # Where jobs run: asyncio tasks in the server, or Celery workers (`cryptoorchestrator worker`).
+    jobs_backend: Literal["inprocess", "celery"] = "inprocess"
     max_upload_mb: int = Field(default=200, ge=1)
 
     log_level: str = "INFO"
