@@ -32,6 +32,7 @@ from cryptoorchestrator.services.market_data import (
     MarketDataService,
     download_job_handler,
 )
+from cryptoorchestrator.services.optimizations import OptimizationService
 from cryptoorchestrator.services.strategies import StrategyService
 from cryptoorchestrator.services.two_factor import TwoFactorService
 from cryptoorchestrator.services.users import UserService
@@ -87,6 +88,7 @@ class Container:
     market_data: MarketDataService
     strategies: StrategyService
     backtests: BacktestService
+    optimizations: OptimizationService
     jobs: JobService
     job_queue: InProcessJobQueue
     process_pool: LazyProcessPool = field(default_factory=lambda: LazyProcessPool(0))
@@ -208,6 +210,13 @@ def build_container(
         market_data=market_data,
         strategies=strategies,
         backtests=backtests,
+        optimizations=OptimizationService(
+            jobs=jobs,
+            market_data=market_data,
+            strategies=strategies,
+            workers=settings.backtest_workers,
+            max_candles=settings.max_backtest_candles,
+        ),
         jobs=jobs,
         job_queue=job_queue,
         process_pool=process_pool,

@@ -254,3 +254,111 @@ def check_lookahead(
     for difference in result.differences[:30]:
         out.print(f"  bar {difference.bar}: {difference.signal}")
     raise typer.Exit(1)
+
+
+def parse_space(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``fast=5:50:5`` (low:high[:step]) or ``slow=20,30,50`` (choices)."""
+    space: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise ValidationFailed(f"--space takes name=low:high[:step] or name=a,b,c; got {item!r}.")
+        try:
+            if ":" in spec:
+                parts = [json.loads(part) for part in spec.split(":")]
+                if len(parts) not in (2, 3):
+                    raise ValueError
+                space[name] = {
+                    "low": parts[0],
+                    "high": parts[1],
+                    **({"step": parts[2]} if len(parts) == 3 else {}),
+                }
+            else:
+                space[name] = {"values": [json.loads(part) for part in spec.split(",")]}
+        except (ValueError, json.JSONDecodeError):
+            raise ValidationFailed(f"--space {item!r}: values must be numbers (or JSON).") from None
+    return space
+
+
+@app.command("optimize")
+def optimize_command(
+    strategy: Annotated[str, typer.Option(help="Strategy type.")],
+    symbol: Annotated[str, typer.Option(help="Symbol.")],
+    start: Annotated[str, typer.Option(help="Start date.")],
+    end: Annotated[str, typer.Option(help="End date.")],
+    space: Annotated[list[str], typer.Option("--space", "-s", help="fast=5:50:5 or slow=20,30,50 (repeat).")],
+    timeframe: Annotated[str, typer.Option(help="Timeframe.")] = "1h",
+    method: Annotated[str, typer.Option(help="grid, random or optuna.")] = "grid",
+    objective: Annotated[
+        str, typer.Option(help="sharpe, sortino, calmar, total_return, profit_factor, max_drawdown")
+    ] = ("sharpe"),
+    trials: Annotated[int, typer.Option(help="Trials for random/optuna.")] = 100,
+    seed: Annotated[int | None, typer.Option(help="Seed for random/optuna.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes (default: all cores).")] = 0,
+    min_trades: Annotated[int, typer.Option(help="Fewer closed trades scores worst.")] = 1,
+) -> None:
+    """Search a strategy's parameters on all cores and print the best combinations."""
+    import os
+    import threading
+
+    from cryptoorchestrator.backtest import optimize as optimize_module
+    from cryptoorchestrator.backtest.engine import BacktestConfig
+
+    container = _container()
+
+    async def load() -> Any:
+        try:
+            return await container.market_data.history(
+                symbol,
+                timeframe=timeframe,
+                start_ms=parse_date(start, name="start"),
+                end_ms=parse_date(end, name="end"),
+            )
+        finally:
+            await container.close()
+
+    candles = asyncio.run(load())
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task(f"{strategy} on {candles.symbol}", total=1)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+
+        result = optimize_module.optimize(
+            strategy,
+            candles.frame,
+            parse_space(space),
+            method=method,
+            objective=objective,
+            n_trials=trials,  # type: ignore[arg-type]
+            seed=seed,
+            min_trades=min_trades,
+            config=BacktestConfig(timeframe=timeframe),
+            workers=workers or os.cpu_count() or 1,
+            progress=progress,
+            cancel=threading.Event(),
+        )
+    ranked = result.table[result.table["status"] == "ok"].sort_values("score", ascending=False).head(10)
+    table = Table(
+        title=f"{result.evaluated} evaluated, {result.skipped} skipped, {result.failed} failed "
+        f"in {result.elapsed_seconds:.1f}s ({objective})"
+    )
+    names = list(parse_space(space))
+    for column in [*names, "score", "total_return", "max_drawdown", "total_trades"]:
+        table.add_column(column, justify="right")
+    for row in ranked.to_dict("records"):
+        table.add_row(
+            *[str(row[name]) for name in names],
+            f"{row['score']:.3f}",
+            _fmt(row["total_return"], "pct"),
+            _fmt(row["max_drawdown"], "pct"),
+            str(int(row["total_trades"])),
+        )
+    out.print(table)
+    out.print(f"Best: {result.best_params}")

@@ -159,3 +159,55 @@ class BacktestResults(ResponseModel):
     equity_curve: list[EquityPoint]
     trades: list[TradeOut]
     trades_total: int
+
+
+class WalkForwardSpec(RequestModel):
+    in_sample: int = Field(ge=50, description="bars per in-sample window")
+    out_of_sample: int = Field(ge=10, description="bars per out-of-sample window")
+    anchored: bool = False
+
+
+class OptimizeCreate(RequestModel):
+    """A parameter search over stored candles; ``space`` maps parameter names to
+    ``{"low", "high", "step"}`` ranges or ``{"values": [...]}`` choices."""
+
+    strategy: InlineStrategy | None = None
+    strategy_type: str | None = Field(default=None, max_length=64)
+    space: dict[str, dict[str, Any]] = Field(min_length=1, max_length=20)
+    method: Literal["grid", "random", "optuna"] = "grid"
+    objective: Literal["sharpe", "sortino", "calmar", "total_return", "profit_factor", "max_drawdown"] = (
+        "sharpe"
+    )
+    n_trials: int = Field(default=100, ge=1, le=20_000)
+    seed: int | None = Field(default=None, ge=0)
+    min_trades: int = Field(default=1, ge=0)
+    symbol: str = Field(min_length=2, max_length=40)
+    exchange: str | None = Field(default=None, max_length=50)
+    timeframe: str = Field(default="1h", max_length=4)
+    start: datetime | int
+    end: datetime | int
+    initial_capital: Decimal = Field(default=Decimal(10000), gt=0, le=Decimal(10) ** 12)
+    commission: float = Field(default=0.001, ge=0, lt=0.1)
+    slippage_bps: float = Field(default=5.0, ge=0, lt=10_000)
+    walk_forward: WalkForwardSpec | None = None
+    monte_carlo: int | None = Field(
+        default=None, ge=100, le=100_000, description="simulations of the best run"
+    )
+
+    @model_validator(mode="after")
+    def _strategy(self) -> OptimizeCreate:
+        if (self.strategy is None) == (self.strategy_type is None):
+            raise ValueError("give exactly one of strategy or strategy_type")
+        return self
+
+
+class OptimizeOut(ResponseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    progress_percent: float
+    message: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    request: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None

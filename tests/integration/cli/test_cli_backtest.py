@@ -120,3 +120,27 @@ def test_backtest_command_errors_are_clear(tmp_path):
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_optimize_command(tmp_path):
+    env = {"CO_DATA_DIR": str(tmp_path / "data")}
+    csv = tmp_path / "eth.csv"
+    _csv(csv)
+    cli("data", "import", str(csv), "--symbol", "ETH/USDT", "--timeframe", "1h", env=env)
+    args = "backtest optimize --strategy sma_cross --symbol ETH/USDT --start 2024-01-01 --end 2024-01-25"
+    result = cli(
+        *args.split(),
+        "--space",
+        "fast=3:9:3",
+        "--space",
+        "slow=20,30",
+        "--workers",
+        "1",
+        "--min-trades",
+        "0",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6 evaluated" in result.stdout and "Best: {'fast'" in result.stdout
+    bad = cli(*args.split(), "--space", "fast=lots", env=env)
+    assert bad.returncode == 1 and "--space" in bad.stderr and "Traceback" not in bad.stderr

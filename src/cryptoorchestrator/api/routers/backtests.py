@@ -13,12 +13,15 @@ from fastapi.responses import HTMLResponse
 from cryptoorchestrator.api.deps import ContainerDep, PageDep, PrincipalDep
 from cryptoorchestrator.api.params import parse_time_ms
 from cryptoorchestrator.core.errors import InvalidDateRange
+from cryptoorchestrator.domain.jobs import Job
 from cryptoorchestrator.schemas.common import ERROR_RESPONSES, Page
 from cryptoorchestrator.schemas.research import (
     BacktestCreate,
     BacktestOut,
     BacktestResults,
     EquityPoint,
+    OptimizeCreate,
+    OptimizeOut,
     TradeOut,
 )
 from cryptoorchestrator.services.backtests import BacktestView, parse_config
@@ -90,6 +93,67 @@ async def create_backtest(
         "config": config,
     }
     return backtest_out(await container.backtests.create(principal.user.id, request))
+
+
+def optimize_out(job: Job) -> OptimizeOut:
+    return OptimizeOut(
+        id=job.id,
+        status=job.status.value,  # type: ignore[arg-type]
+        progress_percent=job.progress_percent,
+        message=job.message,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        request=job.params,
+        result=job.result,
+        error=job.error,
+    )
+
+
+@router.post("/optimize", status_code=status.HTTP_201_CREATED, response_model=OptimizeOut)
+async def create_optimization(
+    body: OptimizeCreate, principal: PrincipalDep, container: ContainerDep
+) -> OptimizeOut:
+    """Search a strategy's parameters (grid, random or Optuna) on all cores, with an objective,
+    optionally a walk-forward analysis and a Monte-Carlo of the best run. A job: poll
+    `GET /backtests/optimize/{id}` for `progress_percent` and the result."""
+    start_ms = parse_time_ms(body.start, name="start") or 0
+    end_ms = parse_time_ms(body.end, name="end") or 0
+    if start_ms >= end_ms:
+        raise InvalidDateRange("start must be before end.", details={"start": start_ms, "end": end_ms})
+    config = parse_config(
+        {
+            "initial_cash": float(body.initial_capital),
+            "commission": body.commission,
+            "slippage_bps": body.slippage_bps,
+            "timeframe": body.timeframe,
+        }
+    )
+    request: dict[str, Any] = {
+        "strategy_type": body.strategy.strategy_type if body.strategy else body.strategy_type,
+        "fixed_params": body.strategy.params if body.strategy else None,
+        "space": body.space,
+        "method": body.method,
+        "objective": body.objective,
+        "n_trials": body.n_trials,
+        "seed": body.seed,
+        "min_trades": body.min_trades,
+        "symbol": body.symbol,
+        "exchange": body.exchange,
+        "timeframe": body.timeframe,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "config": config,
+        "walk_forward": body.walk_forward.model_dump() if body.walk_forward else None,
+        "monte_carlo": body.monte_carlo,
+    }
+    return optimize_out(await container.optimizations.create(principal.user.id, request))
+
+
+@router.get("/optimize/{optimization_id}", response_model=OptimizeOut)
+async def get_optimization(
+    optimization_id: str, principal: PrincipalDep, container: ContainerDep
+) -> OptimizeOut:
+    return optimize_out(await container.optimizations.get(principal.user.id, optimization_id))
 
 
 @router.get("", response_model=Page[BacktestOut])
