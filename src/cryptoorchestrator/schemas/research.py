@@ -90,7 +90,15 @@ class BacktestCreate(RequestModel):
     params: dict[str, Any] | None = Field(
         default=None, description="overrides of the saved strategy's parameters"
     )
-    symbol: str = Field(min_length=2, max_length=40, validation_alias=AliasChoices("symbol", "trading_pair"))
+    symbol: str | None = Field(
+        default=None, min_length=2, max_length=40, validation_alias=AliasChoices("symbol", "trading_pair")
+    )
+    symbols: list[str] | None = Field(
+        default=None, min_length=1, max_length=20, description="several symbols sharing one capital"
+    )
+    max_positions: int | None = Field(
+        default=None, ge=1, le=20, description="portfolio: positions open at once (default: one per symbol)"
+    )
     exchange: str | None = Field(default=None, max_length=50)
     timeframe: str = Field(default="1h", max_length=4)
     start: datetime | int = Field(validation_alias=AliasChoices("start", "start_date", "start_time"))
@@ -111,6 +119,10 @@ class BacktestCreate(RequestModel):
     def _one_strategy(self) -> BacktestCreate:
         if (self.strategy_id is None) == (self.strategy is None):
             raise ValueError("give exactly one of strategy_id or strategy")
+        if (self.symbol is None) == (self.symbols is None):
+            raise ValueError("give exactly one of symbol or symbols")
+        if self.symbols is not None and len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("symbols must not repeat")
         return self
 
 
@@ -140,6 +152,7 @@ class EquityPoint(ResponseModel):
 
 
 class TradeOut(ResponseModel):
+    symbol: str | None = None
     side: Literal["long", "short"]
     entry_time: datetime
     exit_time: datetime

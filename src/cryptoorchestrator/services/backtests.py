@@ -85,14 +85,8 @@ class BacktestService:
         params = self._strategies.validate(strategy_type, params)
         runner.BacktestConfig(**request["config"])  # 422 naming the field, before anything is queued
         # Fails now (404 symbol, 422 range naming the stored one) rather than in the job.
-        await self._market_data.history(
-            request["symbol"],
-            timeframe=request["timeframe"],
-            start_ms=request["start_ms"],
-            end_ms=request["end_ms"],
-            exchange=request.get("exchange"),
-            max_candles=self._max_candles,
-        )
+        for symbol in request.get("symbols") or [request["symbol"]]:
+            await self._history(request, symbol)
         record = BacktestRecord(
             id=new_uuid(),
             user_id=user_id,
@@ -156,14 +150,12 @@ class BacktestService:
         """The HTML report (metrics, price with trade markers, equity, drawdown)."""
         view, equity, trades = await self.results(user_id, backtest_id)
         request = view.record.request
-        candles = await self._market_data.history(
-            request["symbol"],
-            timeframe=request["timeframe"],
-            start_ms=request["start_ms"],
-            end_ms=request["end_ms"],
-            exchange=request.get("exchange"),
-        )
-        title = f"{view.record.strategy_type} on {candles.symbol} {candles.timeframe}"
+        symbols = request.get("symbols") or [request["symbol"]]
+        candles = await self._history(request, symbols[0])
+        title = f"{view.record.strategy_type} on {', '.join(symbols)} {candles.timeframe}"
+        if len(symbols) > 1 and "symbol" in trades:
+            # The price panel shows the first symbol; equity and drawdown are the portfolio's.
+            trades = trades[trades["symbol"] == candles.symbol]
         return await asyncio.to_thread(
             report_module.render_report,
             title=title,
@@ -173,6 +165,16 @@ class BacktestService:
             metrics=view.record.metrics or {},
             summary=view.record.summary or {},
             plotly_js=plotly_js,
+        )
+
+    async def _history(self, request: dict[str, Any], symbol: str) -> Any:
+        return await self._market_data.history(
+            symbol,
+            timeframe=request["timeframe"],
+            start_ms=request["start_ms"],
+            end_ms=request["end_ms"],
+            exchange=request.get("exchange"),
+            max_candles=self._max_candles,
         )
 
     def _path(self, backtest_id: str) -> Path:
@@ -188,32 +190,35 @@ class BacktestService:
             raise NotFound("The backtest was deleted.")
         request = record.request
         await context.report(5, "loading candles")
-        candles = await self._market_data.history(
-            request["symbol"],
-            timeframe=request["timeframe"],
-            start_ms=request["start_ms"],
-            end_ms=request["end_ms"],
-            exchange=request.get("exchange"),
-            max_candles=self._max_candles,
-        )
-        await context.report(20, f"{len(candles.frame)} candles loaded; running")
-        work = functools.partial(
-            runner.compute,
-            candles.frame,
-            strategy_type=record.strategy_type,
-            params=record.params,
-            config=request["config"],
-            results_path=self._path(backtest_id),
-            strategies_dir=self._strategies_dir,
-        )
+        symbols = request.get("symbols") or [request["symbol"]]
+        loaded = [await self._history(request, symbol) for symbol in symbols]
+        candles = loaded[0]
+        await context.report(20, f"{sum(len(c.frame) for c in loaded)} candles loaded; running")
+        common = {
+            "strategy_type": record.strategy_type,
+            "params": record.params,
+            "config": request["config"],
+            "results_path": self._path(backtest_id),
+            "strategies_dir": self._strategies_dir,
+        }
+        if len(loaded) > 1:
+            frames = {c.symbol: c.frame for c in loaded}
+            max_positions = request.get("max_positions") or len(frames)
+            work = functools.partial(runner.compute_portfolio, frames, max_positions=max_positions, **common)
+        else:
+            work = functools.partial(runner.compute, candles.frame, **common)
         executor = self._executor_factory()
         if executor is None:
             outcome = await asyncio.to_thread(work)
         else:
             outcome = await asyncio.get_running_loop().run_in_executor(executor, work)
         await context.report(95, "storing results")
-        summary = {**outcome["summary"], "symbol": candles.symbol, "exchange": candles.exchange,
-                   "data_source": candles.source}  # fmt: skip
+        summary = {
+            **outcome["summary"],
+            "symbol": ", ".join(c.symbol for c in loaded),
+            "exchange": candles.exchange,
+            "data_source": candles.source,
+        }
         async with self._uow() as uow:
             await uow.backtests.set_results(backtest_id, metrics=outcome["metrics"], summary=summary)
             await uow.commit()

@@ -175,3 +175,34 @@ async def test_backtest_runs_in_a_worker_process(app_factory):
         done = await finish(http, container, user.headers, created["id"])
         assert done["status"] == "succeeded", done
     assert container.process_pool() is not None
+
+
+async def test_portfolio_backtest_shares_one_capital(app_factory):
+    app, container = await app_factory(
+        synthetic_data=True, synthetic_symbols=["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    )
+    async with client_for(app) as http:
+        user = await register_user(http, "portfolio")
+        body = {**BODY, "symbols": ["BTCUSDT", "ETH/USDT", "SOL-USDT"], "max_positions": 2}
+        body.pop("symbol")
+        created = await http.post("/api/v1/backtests", headers=user.headers, json=body)
+        assert created.status_code == 201, created.text
+        done = await finish(http, container, user.headers, created.json()["id"])
+        assert done["status"] == "succeeded", done
+        summary = done["summary"]
+        assert summary["symbols"] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+        assert summary["max_positions"] == 2
+        assert sum(summary["trades_by_symbol"].values()) == summary["trades"] > 0
+        results = (await http.get(f"/api/v1/backtests/{done['id']}/results", headers=user.headers)).json()
+        assert {t["symbol"] for t in results["trades"]} <= {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+        assert len({t["symbol"] for t in results["trades"]}) >= 2
+        report = await http.get(f"/api/v1/backtests/{done['id']}/report", headers=user.headers)
+        assert report.status_code == 200 and "ETH/USDT" in report.text
+        both = await http.post(
+            "/api/v1/backtests", headers=user.headers, json={**BODY, "symbols": ["BTCUSDT"]}
+        )
+        assert_error(both, 422, "VALIDATION_ERROR")
+        missing = {**body, "symbols": ["BTCUSDT", "DOGEUSDT"]}
+        assert_error(
+            await http.post("/api/v1/backtests", headers=user.headers, json=missing), 404, "INVALID_SYMBOL"
+        )

@@ -44,7 +44,7 @@ def backtest_out(view: BacktestView) -> BacktestOut:
         strategy_id=record.strategy_id,
         strategy_type=record.strategy_type,
         params=record.params,
-        symbol=record.request["symbol"],
+        symbol=record.request.get("symbol") or ", ".join(record.request.get("symbols") or []),
         timeframe=record.request["timeframe"],
         start=_time(record.request["start_ms"]),
         end=_time(record.request["end_ms"]),
@@ -86,12 +86,16 @@ async def create_backtest(
         "strategy_type": body.strategy.strategy_type if body.strategy else None,
         "params": body.strategy.params if body.strategy else body.params,
         "symbol": body.symbol,
+        "symbols": body.symbols if body.symbols and len(body.symbols) > 1 else None,
+        "max_positions": body.max_positions,
         "exchange": body.exchange,
         "timeframe": body.timeframe,
         "start_ms": start_ms,
         "end_ms": end_ms,
         "config": config,
     }
+    if body.symbols and len(body.symbols) == 1:
+        request["symbol"] = body.symbols[0]
     return backtest_out(await container.backtests.create(principal.user.id, request))
 
 
@@ -200,6 +204,7 @@ async def backtest_results(
     rows = trades.head(trades_limit).to_dict("records")
     trade_list = [
         TradeOut(
+            symbol=row.get("symbol"),
             side="long" if int(row["side"]) > 0 else "short",
             entry_time=_time(int(row["entry_time"])),
             exit_time=_time(int(row["exit_time"])),
