@@ -296,8 +296,15 @@ def optimize_command(
     seed: Annotated[int | None, typer.Option(help="Seed for random/optuna.")] = None,
     workers: Annotated[int, typer.Option(help="Processes (default: all cores).")] = 0,
     min_trades: Annotated[int, typer.Option(help="Fewer closed trades scores worst.")] = 1,
+    walk_forward: Annotated[
+        str | None, typer.Option(help="Walk-forward windows IN:OUT in bars, e.g. 2000:500.")
+    ] = None,
+    monte_carlo: Annotated[
+        int | None, typer.Option(help="Monte-Carlo simulations of the best run's trades.")
+    ] = None,
 ) -> None:
-    """Search a strategy's parameters on all cores and print the best combinations."""
+    """Search a strategy's parameters on all cores and print the best combinations; optionally a
+    walk-forward analysis and a Monte-Carlo resampling of the best run."""
     import os
     import threading
 
@@ -362,3 +369,111 @@ def optimize_command(
         )
     out.print(table)
     out.print(f"Best: {result.best_params}")
+    config = BacktestConfig(timeframe=timeframe)
+    if monte_carlo and result.best_params is not None:
+        _print_monte_carlo(strategy, candles.frame, result.best_params, config, monte_carlo, seed)
+    if walk_forward:
+        _print_walk_forward(
+            strategy,
+            candles.frame,
+            parse_space(space),
+            walk_forward,
+            config,
+            method,
+            objective,
+            trials,
+            seed,
+            min_trades,
+            workers,
+        )
+
+
+def _print_monte_carlo(
+    strategy: str, frame: Any, params: dict[str, Any], config: Any, simulations: int, seed: int | None
+) -> None:
+    from cryptoorchestrator.backtest import montecarlo
+    from cryptoorchestrator.backtest import optimize as optimize_module
+    from cryptoorchestrator.backtest.engine import run_backtest
+
+    best = run_backtest(frame, optimize_module.strategy_signals(strategy, frame, params), config)
+    returns = montecarlo.equity_trade_returns(best)
+    if not len(returns):
+        out.print("Monte Carlo: the best run has no closed trades.")
+        return
+    summary = montecarlo.monte_carlo(returns, n_simulations=simulations, seed=seed).summary()
+    table = Table(title=f"Monte Carlo: {simulations} resamplings of {len(returns)} trades")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4f}")
+    out.print(table)
+
+
+def _print_walk_forward(
+    strategy: str,
+    frame: Any,
+    space: dict[str, Any],
+    spec: str,
+    config: Any,
+    method: str,
+    objective: str,
+    trials: int,
+    seed: int | None,
+    min_trades: int,
+    workers: int,
+) -> None:
+    import os
+
+    from cryptoorchestrator.backtest import walkforward
+
+    try:
+        in_sample, out_of_sample = (int(part) for part in spec.split(":"))
+    except ValueError:
+        raise ValidationFailed("--walk-forward takes IN:OUT bar counts, e.g. 2000:500.") from None
+    analysis = walkforward.walk_forward(
+        strategy,
+        frame,
+        space,
+        in_sample=in_sample,
+        out_of_sample=out_of_sample,
+        method=method,  # type: ignore[arg-type]
+        objective=objective,
+        n_trials=trials,
+        seed=seed,
+        min_trades=min_trades,
+        config=config,  # type: ignore[arg-type]
+        workers=workers or os.cpu_count() or 1,
+    )
+    windows = analysis.table()
+    params = [column for column in windows.columns if column.startswith("param_")]
+    table = Table(title=f"Walk-forward: {len(windows)} windows of {in_sample} in / {out_of_sample} out bars")
+    headers = [
+        "window",
+        *[p.removeprefix("param_") for p in params],
+        "in score",
+        "out score",
+        "out trades",
+        "equity",
+    ]
+    for column in headers:
+        table.add_column(column, justify="right")
+    for row in windows.to_dict("records"):
+        table.add_row(
+            str(row["index"]),
+            *[str(row[p]) for p in params],
+            f"{row['in_sample_score']:.3f}",
+            f"{row['out_of_sample_score']:.3f}",
+            str(row["out_of_sample_trades"]),
+            f"{row['end_equity']:.2f}",
+        )
+    out.print(table)
+    stability = ", ".join(
+        f"{name}: {info['distinct']} distinct, most often {info['most_common']}"
+        for name, info in analysis.stability.items()
+    )
+    metrics = analysis.metrics
+    out.print(
+        f"Out-of-sample (stitched): total return {metrics.total_return * 100:.2f}%, "
+        f"Sharpe {metrics.sharpe:.3f}. "
+        f"Parameter stability: {stability}."
+    )

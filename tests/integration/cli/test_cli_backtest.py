@@ -142,5 +142,26 @@ def test_optimize_command(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "6 evaluated" in result.stdout and "Best: {'fast'" in result.stdout
+    analysed = cli(
+        *args.split(),
+        "--space",
+        "fast=3:9:3",
+        "--space",
+        "slow=20,30",
+        "--workers",
+        "1",
+        "--min-trades",
+        "0",
+        "--walk-forward",
+        "300:100",
+        "--monte-carlo",
+        "200",
+        "--seed",
+        "1",
+        env=env,
+    )
+    assert analysed.returncode == 0, analysed.stderr
+    assert "Walk-forward: 2 windows" in analysed.stdout and "Parameter stability" in analysed.stdout
+    assert "Monte Carlo: 200 resamplings" in analysed.stdout
     bad = cli(*args.split(), "--space", "fast=lots", env=env)
     assert bad.returncode == 1 and "--space" in bad.stderr and "Traceback" not in bad.stderr
