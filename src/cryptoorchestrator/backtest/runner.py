@@ -18,6 +18,8 @@ from cryptoorchestrator.backtest import metrics as metrics_module
 from cryptoorchestrator.backtest.engine import BacktestConfig, run_backtest
 from cryptoorchestrator.strategies import loader, registry
 
+SIGNAL_NAMES = ("entry_long", "exit_long", "entry_short", "exit_short")
+
 
 def _finite(value: Any) -> Any:
     if isinstance(value, float | np.floating):
@@ -25,6 +27,74 @@ def _finite(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def _strategy(strategy_type: str, strategies_dir: str | None) -> loader.GuardedStrategy:
+    strategies = registry.builtin_registry()
+    if strategies_dir:
+        # Broken user files are reported when the server loads them; here they are skipped.
+        loader.load_strategies(strategies_dir, strategies)
+    return loader.guard(strategies.create(strategy_type))
+
+
+def _signal_arrays(
+    strategy: loader.GuardedStrategy, frame: pd.DataFrame, params: dict[str, Any]
+) -> dict[str, Any]:
+    # The kernels take the four signal arrays; the strategies' stop/take-profit price hints are
+    # for the event-driven runtime (the kernels apply the configured percentages).
+    signals = strategy.signals(frame, params)
+    return {name: getattr(signals, name) for name in SIGNAL_NAMES}
+
+
+def _store(
+    results_path: Path,
+    *,
+    stamps: np.ndarray,
+    bars: np.ndarray,
+    trades: pd.DataFrame,
+    config: BacktestConfig,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the equity curve (with drawdown) and the trades as Parquet; metrics and a summary
+    come back JSON-ready (NaN and infinities become null)."""
+    equity = bars["equity"]
+    peak = np.maximum.accumulate(equity)
+    curve = pd.DataFrame(
+        {
+            "timestamp": stamps,
+            "equity": equity,
+            "drawdown": np.where(peak > 0, equity / peak - 1.0, 0.0),
+            "position": bars["position"],
+        }
+    )
+    if len(trades):
+        trades["entry_time"] = stamps[trades["entry_bar"].to_numpy()]
+        trades["exit_time"] = stamps[np.minimum(trades["exit_bar"].to_numpy(), len(stamps) - 1)]
+        trades["exit_reason"] = trades["exit_reason"].map(kernel.EXIT_REASONS)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    curve.to_parquet(results_path.with_suffix(".equity.parquet"))
+    trades.to_parquet(results_path.with_suffix(".trades.parquet"))
+    closed = trades.drop(columns=["symbol", "entry_time", "exit_time"], errors="ignore")
+    records = np.zeros(len(closed), dtype=kernel.TRADE_DTYPE)
+    if len(closed):
+        reasons = {name: code for code, name in kernel.EXIT_REASONS.items()}
+        for field in kernel.TRADE_DTYPE.names or ():
+            column = closed[field].map(reasons) if field == "exit_reason" else closed[field]
+            records[field] = column.to_numpy()
+    metrics = metrics_module.compute_metrics(
+        bars, records, initial_cash=config.initial_cash, timeframe=config.timeframe
+    )
+    summary = {
+        "candles": len(stamps),
+        "trades": len(trades),
+        "initial_capital": config.initial_cash,
+        "final_equity": _finite(float(equity[-1])) if len(equity) else config.initial_cash,
+        "costs_on": bool(config.taker_fee > 0 or config.maker_fee > 0 or config.slippage_bps > 0),
+        "first_candle": int(stamps[0]) if len(stamps) else None,
+        "last_candle": int(stamps[-1]) if len(stamps) else None,
+        **extra,
+    }
+    return {"metrics": {k: _finite(v) for k, v in dataclasses.asdict(metrics).items()}, "summary": summary}
 
 
 def compute(
@@ -36,57 +106,18 @@ def compute(
     results_path: Path,
     strategies_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Signals, the kernel, metrics; the equity curve and trades go to ``results_path`` (Parquet)
-    and the metrics and a summary come back (JSON-ready: NaN and infinities become null)."""
-    strategies = registry.builtin_registry()
-    if strategies_dir:
-        # Broken user files are reported when the server loads them; here they are skipped.
-        loader.load_strategies(strategies_dir, strategies)
-    strategy = loader.guard(strategies.create(strategy_type))
-    signals = strategy.signals(candles, params)
+    """Signals, the kernel, metrics; results stored under ``results_path``."""
+    strategy = _strategy(strategy_type, strategies_dir)
     backtest_config = BacktestConfig(**config)
-    # The kernel takes the four signal arrays; the strategies' stop/take-profit price hints are
-    # for the event-driven runtime (the kernel applies the configured percentages).
-    arrays = {
-        name: getattr(signals, name) for name in ("entry_long", "exit_long", "entry_short", "exit_short")
-    }
-    result = run_backtest(candles, arrays, backtest_config)
-    metrics = {key: _finite(value) for key, value in dataclasses.asdict(result.metrics()).items()}
-    equity = result.bars["equity"]
-    peak = np.maximum.accumulate(equity)
-    curve = pd.DataFrame(
-        {
-            "timestamp": candles["timestamp"].to_numpy(dtype=np.int64),
-            "equity": equity,
-            "drawdown": np.where(peak > 0, equity / peak - 1.0, 0.0),
-            "position": result.bars["position"],
-        }
+    result = run_backtest(candles, _signal_arrays(strategy, candles, params), backtest_config)
+    return _store(
+        results_path,
+        stamps=candles["timestamp"].to_numpy(dtype=np.int64),
+        bars=result.bars,
+        trades=pd.DataFrame(result.trades),
+        config=backtest_config,
+        extra={},
     )
-    trades = pd.DataFrame(result.trades)
-    stamps = candles["timestamp"].to_numpy(dtype=np.int64)
-    if len(trades):
-        trades["entry_time"] = stamps[trades["entry_bar"].to_numpy()]
-        trades["exit_time"] = stamps[np.minimum(trades["exit_bar"].to_numpy(), len(stamps) - 1)]
-        trades["exit_reason"] = trades["exit_reason"].map(kernel.EXIT_REASONS)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    curve.to_parquet(results_path.with_suffix(".equity.parquet"))
-    trades.to_parquet(results_path.with_suffix(".trades.parquet"))
-    costs_on = (
-        backtest_config.taker_fee > 0 or backtest_config.maker_fee > 0 or backtest_config.slippage_bps > 0
-    )
-    summary = {
-        "candles": len(candles),
-        "trades": len(trades),
-        "initial_capital": backtest_config.initial_cash,
-        "final_equity": _finite(result.final_equity),
-        "costs_on": bool(costs_on),
-        "first_candle": int(stamps[0]),
-        "last_candle": int(stamps[-1]),
-    }
-    return {"metrics": metrics, "summary": summary}
-
-
-SIGNAL_NAMES = ("entry_long", "exit_long", "entry_short", "exit_short")
 
 
 def compute_portfolio(
@@ -101,25 +132,19 @@ def compute_portfolio(
 ) -> dict[str, Any]:
     """Several symbols sharing one capital (equal weight of equity per open position, at most
     ``max_positions`` at once), on the timestamps all symbols have (inner join)."""
-    strategies = registry.builtin_registry()
-    if strategies_dir:
-        loader.load_strategies(strategies_dir, strategies)
-    strategy = loader.guard(strategies.create(strategy_type))
+    strategy = _strategy(strategy_type, strategies_dir)
     aligned = portfolio.align_candles(frames, how="inner")
-    signals: dict[str, dict[str, np.ndarray]] = {}
+    signals = {}
     for index, symbol in enumerate(aligned.symbols):
         frame = pd.DataFrame(
             {
                 "timestamp": aligned.timestamps,
-                "open": aligned.open[index],
-                "high": aligned.high[index],
-                "low": aligned.low[index],
-                "close": aligned.close[index],
-                "volume": aligned.volume[index],
+                **{
+                    name: getattr(aligned, name)[index] for name in ("open", "high", "low", "close", "volume")
+                },
             }
         )
-        result = strategy.signals(frame, params)
-        signals[symbol] = {name: getattr(result, name) for name in SIGNAL_NAMES}
+        signals[symbol] = _signal_arrays(strategy, frame, params)
     backtest_config = BacktestConfig(**config)
     outcome = portfolio.run_portfolio(
         aligned,
@@ -128,57 +153,23 @@ def compute_portfolio(
             allocation="equal_weight", max_positions=max_positions, trading=backtest_config
         ),
     )
-    stamps = np.asarray(aligned.timestamps, dtype=np.int64)
-    in_market = (np.abs(np.atleast_2d(outcome.position)) > 0).any(axis=0).astype(np.float64)
-    bars = np.zeros(len(stamps), dtype=kernel.BAR_DTYPE)
-    bars["equity"], bars["cash"], bars["position"] = outcome.equity, outcome.cash, in_market
-    per_symbol = []
-    for symbol, trades in outcome.trades.items():
-        frame = pd.DataFrame(trades)
-        frame.insert(0, "symbol", symbol)
-        per_symbol.append(frame)
-    trades_frame = pd.concat(per_symbol, ignore_index=True) if per_symbol else pd.DataFrame()
-    all_trades = (
-        np.concatenate([outcome.trades[s] for s in outcome.trades])
-        if outcome.trades
-        else np.zeros(0, dtype=kernel.TRADE_DTYPE)
+    bars = np.zeros(len(aligned.timestamps), dtype=kernel.BAR_DTYPE)
+    bars["equity"], bars["cash"] = outcome.equity, outcome.cash
+    # "In the market" for exposure: any symbol holds a position.
+    bars["position"] = (np.abs(np.atleast_2d(outcome.position)) > 0).any(axis=0)
+    per_symbol = [pd.DataFrame(trades).assign(symbol=symbol) for symbol, trades in outcome.trades.items()]
+    trades = pd.concat(per_symbol, ignore_index=True) if per_symbol else pd.DataFrame()
+    if len(trades):
+        trades = trades.sort_values(["entry_bar", "symbol"], ignore_index=True)
+    return _store(
+        results_path,
+        stamps=np.asarray(aligned.timestamps, dtype=np.int64),
+        bars=bars,
+        trades=trades,
+        config=backtest_config,
+        extra={
+            "symbols": list(aligned.symbols),
+            "max_positions": max_positions,
+            "trades_by_symbol": {symbol: len(t) for symbol, t in outcome.trades.items()},
+        },
     )
-    metrics = metrics_module.compute_metrics(
-        bars, all_trades, initial_cash=backtest_config.initial_cash, timeframe=backtest_config.timeframe
-    )
-    peak = np.maximum.accumulate(bars["equity"])
-    curve = pd.DataFrame(
-        {
-            "timestamp": stamps,
-            "equity": bars["equity"],
-            "drawdown": np.where(peak > 0, bars["equity"] / peak - 1.0, 0.0),
-            "position": in_market,
-        }
-    )
-    if len(trades_frame):
-        trades_frame["entry_time"] = stamps[trades_frame["entry_bar"].to_numpy()]
-        trades_frame["exit_time"] = stamps[np.minimum(trades_frame["exit_bar"].to_numpy(), len(stamps) - 1)]
-        trades_frame["exit_reason"] = trades_frame["exit_reason"].map(kernel.EXIT_REASONS)
-        trades_frame = trades_frame.sort_values(["entry_time", "symbol"], ignore_index=True)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    curve.to_parquet(results_path.with_suffix(".equity.parquet"))
-    trades_frame.to_parquet(results_path.with_suffix(".trades.parquet"))
-    costs_on = (
-        backtest_config.taker_fee > 0 or backtest_config.maker_fee > 0 or backtest_config.slippage_bps > 0
-    )
-    summary = {
-        "candles": len(stamps),
-        "trades": len(trades_frame),
-        "trades_by_symbol": {symbol: len(t) for symbol, t in outcome.trades.items()},
-        "symbols": list(aligned.symbols),
-        "max_positions": max_positions,
-        "initial_capital": backtest_config.initial_cash,
-        "final_equity": _finite(float(bars["equity"][-1])) if len(bars) else backtest_config.initial_cash,
-        "costs_on": bool(costs_on),
-        "first_candle": int(stamps[0]) if len(stamps) else None,
-        "last_candle": int(stamps[-1]) if len(stamps) else None,
-    }
-    return {
-        "metrics": {key: _finite(value) for key, value in dataclasses.asdict(metrics).items()},
-        "summary": summary,
-    }

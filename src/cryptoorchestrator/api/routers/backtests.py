@@ -34,6 +34,15 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def _window(start: datetime | int, end: datetime | int) -> tuple[int, int]:
+    """Both ends in epoch ms; INVALID_DATE_RANGE unless start < end."""
+    start_ms = parse_time_ms(start, name="start") or 0
+    end_ms = parse_time_ms(end, name="end") or 0
+    if start_ms >= end_ms:
+        raise InvalidDateRange("start must be before end.", details={"start": start_ms, "end": end_ms})
+    return start_ms, end_ms
+
+
 def backtest_out(view: BacktestView) -> BacktestOut:
     record, job = view.record, view.job
     return BacktestOut(
@@ -61,10 +70,7 @@ async def create_backtest(
     body: BacktestCreate, principal: PrincipalDep, container: ContainerDep
 ) -> BacktestOut:
     """Queue a backtest (answers 201 with `status` and `progress_percent`; poll `GET /backtests/{id}`)."""
-    start_ms = parse_time_ms(body.start, name="start") or 0
-    end_ms = parse_time_ms(body.end, name="end") or 0
-    if start_ms >= end_ms:
-        raise InvalidDateRange("start must be before end.", details={"start": start_ms, "end": end_ms})
+    start_ms, end_ms = _window(body.start, body.end)
     config = parse_config(
         {
             "initial_cash": float(body.initial_capital),
@@ -120,10 +126,7 @@ async def create_optimization(
     """Search a strategy's parameters (grid, random or Optuna) on all cores, with an objective,
     optionally a walk-forward analysis and a Monte-Carlo of the best run. A job: poll
     `GET /backtests/optimize/{id}` for `progress_percent` and the result."""
-    start_ms = parse_time_ms(body.start, name="start") or 0
-    end_ms = parse_time_ms(body.end, name="end") or 0
-    if start_ms >= end_ms:
-        raise InvalidDateRange("start must be before end.", details={"start": start_ms, "end": end_ms})
+    start_ms, end_ms = _window(body.start, body.end)
     config = parse_config(
         {
             "initial_cash": float(body.initial_capital),
