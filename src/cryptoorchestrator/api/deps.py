@@ -38,11 +38,26 @@ async def request_meta(request: Request) -> RequestMeta:
 
 
 async def current_principal(request: Request) -> Principal:
-    """Bearer access token or ``X-API-Key``. API keys act within their scopes:
+    """The caller: a Bearer access token or an ``X-API-Key``. API keys act within their scopes:
     ``read`` for GET, ``trade`` for anything that changes state.
 
-    Headers are read directly (one dependency instead of three: this runs on every request);
-    the OpenAPI security schemes are declared in ``api/app.py``."""
+    Bearer tokens were checked once by the request-context middleware (``api/middleware.py``),
+    which left the principal (or the failure) in ``scope["state"]``; this reads it. API keys (a
+    database lookup) are checked here, only on routes that need a caller. Headers are read
+    directly; the OpenAPI security schemes are declared in ``api/app.py``."""
+    state = request.scope.get("state")
+    if state is not None:
+        principal: Principal | None = state.get("principal")
+        if principal is not None:
+            return principal
+        error: Exception | None = state.get("auth_error")
+        if error is not None:
+            raise error
+    return await _authenticate(request)
+
+
+async def _authenticate(request: Request) -> Principal:
+    """The headers, checked here: API keys, and Bearer tokens when no middleware checked them."""
     container: Container = request.app.state.container
     authorization = request.headers.get("authorization")
     api_key = request.headers.get("x-api-key")
@@ -57,7 +72,9 @@ async def current_principal(request: Request) -> Principal:
             )
     else:
         raise AuthenticationFailed("Authentication is required: send a Bearer token or an X-API-Key.")
-    request.state.user_id = principal.user.id
+    state = request.scope.setdefault("state", {})
+    state["principal"] = principal
+    state["user_id"] = principal.user.id
     structlog.contextvars.bind_contextvars(user_id=principal.user.id)
     return principal
 

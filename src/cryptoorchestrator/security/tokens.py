@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jwt
 
@@ -51,10 +51,11 @@ class TokenService:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         # Signature checks dominate an authenticated request; a token string whose signature was
-        # verified once stays verified (expiry and type are still checked on every use).
+        # verified once stays verified, its claims read once (expiry and type are still checked on
+        # every use).
         self._verified = lru_cache(maxsize=8192)(self._verify_signature)
 
-    def _verify_signature(self, token: str) -> dict[str, Any]:
+    def _verify_signature(self, token: str) -> _Verified:
         payload: dict[str, Any] = jwt.decode(
             token,
             self._secret,
@@ -62,12 +63,12 @@ class TokenService:
             issuer=self.ISSUER,
             options={"require": ["exp", "iat", "sub", "sid", "jti", "typ"], "verify_exp": False},
         )
-        return payload
+        return _Verified(payload, _claims(payload), _int_or(payload.get("exp"), 0))
 
     def subject(self, token: str) -> str | None:
         """The user id a correctly signed token names, or None (for rate-limit keys; no expiry check)."""
         try:
-            return str(self._verified(token)["sub"])
+            return str(self._verified(token).payload["sub"])
         except jwt.InvalidTokenError:
             return None
 
@@ -94,23 +95,51 @@ class TokenService:
 
     def decode(self, token: str, *, expected_type: TokenType, now: datetime) -> TokenClaims:
         try:
-            payload = self._verified(token)
+            verified = self._verified(token)
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed("The token is invalid.") from exc
-        if payload.get("typ") != expected_type:
+        claims = verified.claims
+        if verified.payload.get("typ") != expected_type:
             raise AuthenticationFailed(f"An {expected_type} token is required.")
         # Expiry is checked against the injected clock so tests can move time.
-        if int(payload["exp"]) <= int(now.timestamp()):
+        if verified.expires <= int(now.timestamp()):
             raise TokenExpired()
-        try:
-            user_id = int(payload["sub"])
-        except (TypeError, ValueError) as exc:
-            raise AuthenticationFailed("The token is invalid.") from exc
-        return TokenClaims(
-            user_id=user_id,
-            session_id=str(payload["sid"]),
-            token_id=str(payload["jti"]),
-            token_type=expected_type,
-            issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
-            expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
-        )
+        if claims is None:
+            raise AuthenticationFailed("The token is invalid.")
+        return claims
+
+
+class _Verified(NamedTuple):
+    """A token whose signature checked out: its payload, its claims (None when they are not
+    well-formed: a token type we do not issue, a non-numeric subject or time) and its expiry."""
+
+    payload: dict[str, Any]
+    claims: TokenClaims | None
+    expires: int
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _claims(payload: dict[str, Any]) -> TokenClaims | None:
+    token_type = payload.get("typ")
+    if token_type not in ("access", "refresh"):
+        return None
+    try:
+        user_id = int(payload["sub"])
+        issued_at = datetime.fromtimestamp(int(payload["iat"]), UTC)
+        expires_at = datetime.fromtimestamp(int(payload["exp"]), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return TokenClaims(
+        user_id=user_id,
+        session_id=str(payload["sid"]),
+        token_id=str(payload["jti"]),
+        token_type=token_type,
+        issued_at=issued_at,
+        expires_at=expires_at,
+    )

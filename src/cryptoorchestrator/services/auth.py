@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,9 +75,13 @@ class SessionCache:
         self._clock = clock
         self._ttl = ttl_seconds
         self._max = max_entries
-        self._entries: dict[tuple[str, int], tuple[float, User]] = {}
+        # (session id, user id) -> (deadline, the session's principal)
+        self._entries: dict[tuple[str, int], tuple[float, Principal]] = {}
+        # Bumped by every invalidation: a lookup that raced one is not cached (see ``put``).
+        self.generation = 0
 
-    def get(self, session_id: str, user_id: int) -> User | None:
+    def principal(self, session_id: str, user_id: int) -> Principal | None:
+        """The session's principal when it was checked less than ``ttl_seconds`` ago."""
         if self._ttl <= 0:
             return None
         entry = self._entries.get((session_id, user_id))
@@ -87,14 +92,23 @@ class SessionCache:
             return None
         return entry[1]
 
-    def put(self, session_id: str, user: User) -> None:
-        if self._ttl <= 0:
-            return
+    def get(self, session_id: str, user_id: int) -> User | None:
+        principal = self.principal(session_id, user_id)
+        return None if principal is None else principal.user
+
+    def put(self, session_id: str, user: User, *, generation: int | None = None) -> Principal:
+        """Remember a session checked just now. ``generation``: the value read before the check;
+        when a revocation came in meanwhile, the answer may be stale and is not kept."""
+        principal = Principal(user=user, session_id=session_id)
+        if self._ttl <= 0 or (generation is not None and generation != self.generation):
+            return principal
         if len(self._entries) >= self._max:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[(session_id, user.id)] = (self._clock.monotonic() + self._ttl, user)
+        self._entries[(session_id, user.id)] = (self._clock.monotonic() + self._ttl, principal)
+        return principal
 
     def invalidate_all(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
 
@@ -123,6 +137,8 @@ class AuthService:
         self._box = secret_box
         self._clock = clock
         self.session_cache = session_cache or SessionCache(clock, ttl_seconds=0)
+        # Session checks in flight, by (session id, user id, cache generation): see _session_user.
+        self._lookups: dict[tuple[str, int, int], asyncio.Future[User | None]] = {}
 
     # --- registration -------------------------------------------------------------------
 
@@ -309,17 +325,36 @@ class AuthService:
 
     async def authenticate_token(self, token: str) -> Principal:
         claims = self._tokens.decode(token, expected_type="access", now=self._clock.now())
-        user = self.session_cache.get(claims.session_id, claims.user_id)
-        if user is None:
-            async with self._uow() as uow:
-                user = await uow.sessions.get_active_session_user(claims.session_id, claims.user_id)
-            if user is not None and user.is_active:
-                self.session_cache.put(claims.session_id, user)
+        principal = self.session_cache.principal(claims.session_id, claims.user_id)
+        if principal is not None and principal.user.is_active:
+            return principal
+        generation = self.session_cache.generation
+        user = await self._session_user(claims.session_id, claims.user_id, generation)
         if user is None:
             raise AuthenticationFailed("This session has ended; log in again.", code="SESSION_REVOKED")
         if not user.is_active:
             raise AuthenticationFailed("The account is disabled.", code="ACCOUNT_DISABLED")
-        return Principal(user=user, session_id=claims.session_id)
+        return self.session_cache.put(claims.session_id, user, generation=generation)
+
+    async def _session_user(self, session_id: str, user_id: int, generation: int) -> User | None:
+        """The session's user if the session is live, from the database - one query for all the
+        requests of a session that miss the cache together (they do, each time its entry expires:
+        a client with 16 requests in flight used to send 16 queries and wait for all of them).
+
+        Only a check that started after the latest revocation in this process is shared (the
+        generation is in the key), and it runs as a task of its own, so a caller that goes away
+        (a client disconnecting) does not cancel it for the others."""
+        key = (session_id, user_id, generation)
+        pending = self._lookups.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load_session_user(session_id, user_id))
+            self._lookups[key] = pending
+            pending.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _load_session_user(self, session_id: str, user_id: int) -> User | None:
+        async with self._uow() as uow:
+            return await uow.sessions.get_active_session_user(session_id, user_id)
 
     async def authenticate_api_key(self, key: str) -> Principal:
         prefix = apikeys.parse_prefix(key)

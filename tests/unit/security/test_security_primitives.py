@@ -27,6 +27,36 @@ def test_token_round_trip():
         service.decode(issued.token, expected_type="refresh", now=NOW)
 
 
+def test_token_claims_are_read_once_and_checked_on_every_use():
+    service = TokenService("s" * 40)
+    issued = service.issue(user_id=7, session_id="sid", token_type="access", now=NOW)
+    first = service.decode(issued.token, expected_type="access", now=NOW)
+    again = service.decode(issued.token, expected_type="access", now=NOW + timedelta(minutes=1))
+    assert again == first == issued.claims
+    assert service.subject(issued.token) == "7"
+    with pytest.raises(AuthenticationFailed):
+        service.decode(issued.token, expected_type="refresh", now=NOW)
+    with pytest.raises(TokenExpired):
+        service.decode(issued.token, expected_type="access", now=NOW + timedelta(hours=1))
+    assert service.decode(issued.token, expected_type="access", now=NOW) == first
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"sub": "not-a-number"}, {"iat": "yesterday"}, {"exp": "later"}, {"typ": "session"}],
+)
+def test_signed_token_with_malformed_claims_is_invalid(changes):
+    """Correctly signed but not what we issue: refused as invalid (or expired), never a crash."""
+    service = TokenService("s" * 40)
+    payload = {
+        "sub": "1", "sid": "x", "jti": "y", "typ": "access", "iss": "cryptoorchestrator",
+        "iat": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 60, **changes,
+    }  # fmt: skip
+    token = jwt.encode(payload, "s" * 40, algorithm="HS256")
+    with pytest.raises(AuthenticationFailed):
+        service.decode(token, expected_type="access", now=NOW)
+
+
 def test_token_service_refuses_alg_none():
     with pytest.raises(ValueError, match="unsigned"):
         TokenService("s" * 40, algorithm="none")

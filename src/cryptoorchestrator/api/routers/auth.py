@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from cryptoorchestrator.api.deps import (
     ContainerDep,
@@ -11,10 +11,10 @@ from cryptoorchestrator.api.deps import (
     PageDep,
     PrincipalDep,
     SessionDep,
-    json_response,
+    current_principal,
 )
 from cryptoorchestrator.core.errors import InvalidCredentials
-from cryptoorchestrator.domain.identity import ApiKey, Scope
+from cryptoorchestrator.domain.identity import ApiKey, Scope, User
 from cryptoorchestrator.schemas.auth import (
     ApiKeyCreated,
     ApiKeyCreateRequest,
@@ -38,6 +38,23 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 def user_out(user: object) -> UserOut:
     return UserOut.model_validate(user)
+
+
+_USER_JSON: dict[int, tuple[User, bytes]] = {}
+
+
+def user_json(user: User) -> bytes:
+    """``UserOut`` of a user as JSON, made once per ``User`` object: the session cache hands the
+    same (immutable) object to every request of a session, so /me mostly answers stored bytes."""
+    cached = _USER_JSON.get(user.id)
+    if cached is not None and cached[0] is user:
+        return cached[1]
+    model = user_out(user)
+    body = model.__pydantic_serializer__.to_json(model)
+    if len(_USER_JSON) >= 4096:
+        _USER_JSON.clear()
+    _USER_JSON[user.id] = (user, body)
+    return body
 
 
 def token_response(pair: TokenPair) -> TokenResponse:
@@ -112,9 +129,11 @@ async def logout(principal: PrincipalDep, container: ContainerDep, meta: MetaDep
 
 
 @router.get("/me", response_model=UserOut)
-async def me(principal: PrincipalDep) -> Response:
+async def me(request: Request) -> Response:
     """The authenticated user."""
-    return json_response(user_out(principal.user))
+    # ``current_principal`` called, not declared: the same check without a dependency to solve.
+    principal = await current_principal(request)
+    return Response(user_json(principal.user), media_type="application/json")
 
 
 @router.post("/2fa/setup", response_model=TwoFactorSetupResponse)

@@ -8,10 +8,11 @@ import time
 from datetime import UTC, datetime
 from importlib import metadata
 
+import pydantic_core
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cryptoorchestrator.api.deps import AdminDep, ContainerDep, json_response
+from cryptoorchestrator.api.deps import AdminDep, ContainerDep
 from cryptoorchestrator.bootstrap import Container
 from cryptoorchestrator.schemas.system import ComponentHealth, DetailedHealth, Health, Status
 
@@ -29,17 +30,38 @@ def _health(container: Container) -> Health:
     )
 
 
+def health_json(version: str, environment: str, now: datetime, uptime: float) -> bytes:
+    """``Health`` (healthy) as JSON - the bytes pydantic writes for it - without building the
+    model: liveness probes call this often. The fixed tail is encoded once per (version, env)."""
+    tail = _HEALTH_TAILS.get((version, environment))
+    if tail is None:
+        encoded = pydantic_core.to_json({"version": version, "environment": environment}).decode()
+        tail = _HEALTH_TAILS[(version, environment)] = "," + encoded[1:]
+    stamp = now.isoformat().replace("+00:00", "Z")
+    return f'{{"status":"healthy","timestamp":"{stamp}","uptime":{uptime!r}{tail}'.encode()
+
+
+_HEALTH_TAILS: dict[tuple[str, str], str] = {}
+
+
+def _health_response(container: Container) -> Response:
+    now = datetime.now(UTC)
+    uptime = round(now.timestamp() - container.started_at, 3)
+    body = health_json(container.version, container.settings.env.value, now, uptime)
+    return Response(body, media_type="application/json")
+
+
 @root_router.get("/health", response_model=Health)
 @root_router.get("/healthz", response_model=Health, include_in_schema=False)
 async def root_health(request: Request) -> Response:
     """Liveness: the process answers. No authentication."""
-    return json_response(_health(request.app.state.container))
+    return _health_response(request.app.state.container)
 
 
 @router.get("/health", response_model=Health)
 async def api_health(request: Request) -> Response:
     """Liveness of the API. No authentication."""
-    return json_response(_health(request.app.state.container))
+    return _health_response(request.app.state.container)
 
 
 async def _timed(name: str, probe: object) -> ComponentHealth:
