@@ -128,9 +128,13 @@ async def app_factory(tmp_path: Path, database_url: str, clock: SimClock) -> Asy
     """Build apps with setting overrides; each is started (lifespan) and closed after the test."""
     stacks: list[Any] = []
 
-    async def build(*, exchange_factory: Any = None, **overrides: Any) -> tuple[Any, Container]:
+    async def build(
+        *, exchange_factory: Any = None, venue_factory: Any = None, **overrides: Any
+    ) -> tuple[Any, Container]:
         settings = make_settings(tmp_path, database_url=database_url, **overrides)
-        container = build_container(settings, clock=clock, exchange_factory=exchange_factory)
+        container = build_container(
+            settings, clock=clock, exchange_factory=exchange_factory, venue_factory=venue_factory
+        )
         app = create_app(settings, container=container)
         context = app.router.lifespan_context(app)
         await context.__aenter__()

@@ -114,6 +114,13 @@ def _return_metrics(equity: np.ndarray, initial_cash: float, periods: float) -> 
     }
 
 
+def equity_metrics(equity: np.ndarray, initial_cash: float, *, periods: float) -> dict[str, float]:
+    """Return, volatility, Sharpe, Sortino, Calmar and maximum drawdown of an equity series
+    (the definitions of the module docstring): live and paper portfolios are measured exactly
+    as backtests are, ``periods`` being the number of samples in a year (365 for daily)."""
+    return _return_metrics(np.asarray(equity, dtype=np.float64), initial_cash, periods)
+
+
 def _trade_metrics(trades: np.ndarray, seconds_per_bar: float) -> dict[str, float | int]:
     closed = trades[trades["exit_reason"] != kernel.EXIT_OPEN]
     pnl = closed["pnl"]

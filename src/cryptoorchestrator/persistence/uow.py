@@ -10,7 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cryptoorchestrator.core.errors import Conflict
+from cryptoorchestrator.persistence import bot_repositories as bot_repos
 from cryptoorchestrator.persistence import repositories as repos
+from cryptoorchestrator.persistence import trading_repositories as trading
 from cryptoorchestrator.persistence.tables import ENCRYPTED_COLUMNS
 
 
@@ -29,6 +31,15 @@ class SqlUnitOfWork:
         self.strategies = repos.SqlStrategyRepository(self._session)
         self.backtests = repos.SqlBacktestRepository(self._session)
         self.secrets = EncryptedColumns(self._session)
+        self.accounts = trading.SqlTradingAccountRepository(self._session)
+        self.orders = trading.SqlOrderRepository(self._session)
+        self.fills = trading.SqlFillRepository(self._session)
+        self.ledger = trading.SqlLedgerRepository(self._session)
+        self.positions = trading.SqlPositionRepository(self._session)
+        self.equity = trading.SqlEquityRepository(self._session)
+        self.bots = bot_repos.SqlBotRepository(self._session)
+        self.bot_events = bot_repos.SqlBotEventRepository(self._session)
+        self.bot_leases = bot_repos.SqlBotLeaseRepository(self._session)
         return self
 
     async def __aexit__(
@@ -39,9 +50,10 @@ class SqlUnitOfWork:
     ) -> None:
         assert self._session is not None
         try:
-            await self._session.rollback()
-        finally:
+            # close() rolls back what was not committed (nothing after a commit) and releases the
+            # connection: a rollback() first would add nothing but another pass through the session.
             await self._session.close()
+        finally:
             self._session = None
         if isinstance(exc, IntegrityError):
             # A unique or foreign-key constraint caught a race the service's checks could not see.

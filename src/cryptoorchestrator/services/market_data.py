@@ -138,6 +138,15 @@ class MarketDataService:
             details={"symbol": text, "supported": sorted(known)[:SUPPORTED_PREVIEW]},
         )
 
+    async def market_info(self, text: str, *, exchange: str | None = None) -> MarketInfo:
+        """The trading rules of a market: the venue's own when it is reachable, otherwise the
+        defaults of :func:`offline_market_info` for a stored (replayed or synthetic) series."""
+        name, symbol = await self.resolve(text, exchange=exchange)
+        live = await self._live_markets(name)
+        if symbol in live:
+            return live[symbol]
+        return offline_market_info(symbol)
+
     # --- markets -----------------------------------------------------------------------
 
     async def markets(self, exchange: str | None = None) -> list[MarketEntry]:
@@ -466,6 +475,32 @@ class MarketDataService:
 
 
 DOWNLOAD_JOB = "market_data.download"
+
+
+#: Quote assets whose markets get the venue-typical minimum order value offline.
+_USD_QUOTES = frozenset({"USDT", "USDC", "USD", "BUSD", "FDUSD", "TUSD", "DAI"})
+
+
+def offline_market_info(symbol: str) -> MarketInfo:
+    """Rules for a market known only from stored candles (no venue to ask): quantities in steps
+    of 10^-8, no price tick, Binance's 0.1 % fees and, on dollar quotes, its 5-unit minimum
+    order value, so a paper order that a real venue would refuse is refused here too."""
+    base, _, rest = symbol.partition("/")
+    quote, _, settle = rest.partition(":")
+    return MarketInfo(
+        symbol=symbol,
+        base=base,
+        quote=quote,
+        type="swap" if settle else "spot",
+        active=True,
+        price_tick=None,
+        amount_step=Decimal("0.00000001"),
+        min_amount=None,
+        min_notional=Decimal(5) if quote in _USD_QUOTES else None,
+        maker_fee=Decimal("0.001"),
+        taker_fee=Decimal("0.001"),
+        settle=settle or None,
+    )
 
 
 def download_job_handler(service: MarketDataService) -> Callable[[Any], Awaitable[dict[str, Any]]]:

@@ -3,11 +3,14 @@ wires the implementation in; tests may substitute their own."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from cryptoorchestrator.domain.accounts import EquitySnapshot, TradeRecord, TradingAccount
+from cryptoorchestrator.domain.bots import Bot, BotEvent, BotLease
 from cryptoorchestrator.domain.identity import (
     ApiKey,
     ApiKeySecret,
@@ -20,6 +23,9 @@ from cryptoorchestrator.domain.identity import (
     UserCredentials,
 )
 from cryptoorchestrator.domain.jobs import Job
+from cryptoorchestrator.domain.ledger import AssetBalance, LedgerEntry
+from cryptoorchestrator.domain.orders import Order, OrderStatus, OrderType
+from cryptoorchestrator.domain.positions import Position
 from cryptoorchestrator.domain.research import BacktestRecord, SavedStrategy
 
 
@@ -188,6 +194,15 @@ class UnitOfWork(Protocol):
     jobs: JobRepository
     strategies: StrategyRepository
     backtests: BacktestRepository
+    accounts: TradingAccountRepository
+    orders: OrderRepository
+    fills: FillRepository
+    ledger: LedgerRepository
+    positions: PositionRepository
+    equity: EquityRepository
+    bots: BotRepository
+    bot_events: BotEventRepository
+    bot_leases: BotLeaseRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -215,10 +230,252 @@ __all__: Sequence[str] = (
     "ApiKeyRepository",
     "AuditRepository",
     "EncryptedSecretRepository",
+    "EquityRepository",
+    "FillRepository",
     "HealthProbe",
     "JobRepository",
+    "LedgerRepository",
+    "OrderRepository",
+    "PositionRepository",
     "SessionRepository",
+    "TradingAccountRepository",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UserRepository",
 )
+
+
+# --- trading core (issue 5) -----------------------------------------------------------------------
+# Money is exact (Decimal in, the equal Decimal out, canonical: no trailing zeros, no exponent;
+# rounded half-even to 18 decimal places). Time filters are half-open: ``start <= t < end``.
+# Listings answer ``(records, total)``, newest first.
+
+
+class TradingAccountRepository(Protocol):
+    async def add(self, account: TradingAccount) -> TradingAccount: ...
+
+    async def get(self, account_id: str) -> TradingAccount | None: ...
+
+    async def get_for_user(self, account_id: str, user_id: int) -> TradingAccount | None: ...
+
+    async def paper_for_user(self, user_id: int) -> TradingAccount | None: ...
+
+    async def list_for_user(
+        self, user_id: int, *, kind: str | None = None, limit: int, offset: int
+    ) -> tuple[list[TradingAccount], int]: ...
+
+    async def update(self, account_id: str, *, now: datetime, **fields: Any) -> TradingAccount: ...
+
+    async def delete(self, account_id: str) -> None: ...
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: Order) -> bool:
+        """False (and nothing written) when the account already has this ``client_order_id``."""
+        ...
+
+    async def get(self, order_id: str) -> Order | None: ...
+
+    async def get_for_user(self, order_id: str, user_id: int) -> Order | None: ...
+
+    async def get_by_client_id(self, account_id: str, client_order_id: str) -> Order | None: ...
+
+    async def lock_for_update(self, order_id: str) -> Order | None: ...
+
+    async def save(self, order: Order) -> None: ...
+
+    async def list_for_user(
+        self,
+        user_id: int,
+        *,
+        symbol: str | None = None,
+        status: OrderStatus | str | Sequence[OrderStatus | str] | None = None,
+        bot_id: str | None = None,
+        account_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Order], int]: ...
+
+    async def open_orders(
+        self,
+        *,
+        account_id: str | None = None,
+        symbol: str | None = None,
+        kinds: Sequence[str] | None = None,
+        types: Sequence[OrderType | str] | None = None,
+    ) -> list[Order]:
+        """Open orders of every user, oldest first; ``kinds`` filters on the account kind."""
+        ...
+
+
+class FillRepository(Protocol):
+    async def add(self, record: TradeRecord) -> bool:
+        """False (and nothing written) when the order already has a fill with this ``trade_id``."""
+        ...
+
+    async def get_for_user(self, fill_id: str, user_id: int) -> TradeRecord | None: ...
+
+    async def for_order(self, order_id: str) -> list[TradeRecord]: ...
+
+    async def list_for_user(
+        self,
+        user_id: int,
+        *,
+        symbol: str | None = None,
+        bot_id: str | None = None,
+        account_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[TradeRecord], int]: ...
+
+    async def summary_for_user(
+        self,
+        user_id: int,
+        *,
+        symbol: str | None = None,
+        bot_id: str | None = None,
+        account_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> dict[str, Any]:
+        """``count``, ``closing_count``, ``wins``, ``losses`` (int); ``realized_pnl``,
+        ``gross_profit``, ``gross_loss`` (Decimal, the loss <= 0); ``fees`` (asset -> Decimal)."""
+        ...
+
+
+class LedgerRepository(Protocol):
+    async def balances(self, account_id: str) -> dict[str, AssetBalance]: ...
+
+    async def balances_for_update(self, account_id: str) -> dict[str, AssetBalance]: ...
+
+    async def record(
+        self,
+        account_id: str,
+        entries: Sequence[LedgerEntry],
+        balances: Mapping[str, AssetBalance],
+        *,
+        now: datetime,
+    ) -> None: ...
+
+    async def entries(
+        self, account_id: str, *, asset: str | None = None, limit: int, offset: int
+    ) -> tuple[list[LedgerEntry], int]: ...
+
+    async def entry_sums(self, account_id: str) -> dict[str, tuple[Decimal, Decimal]]: ...
+
+
+class PositionRepository(Protocol):
+    async def get(self, account_id: str, symbol: str) -> Position | None: ...
+
+    async def save(self, position: Position) -> None: ...
+
+    async def list_for_user(
+        self,
+        user_id: int,
+        *,
+        account_id: str | None = None,
+        symbol: str | None = None,
+        open_only: bool = True,
+    ) -> list[Position]: ...
+
+    async def list(
+        self, account_id: str | Sequence[str], *, symbol: str | None = None, open_only: bool = True
+    ) -> list[Position]: ...
+
+
+class EquityRepository(Protocol):
+    async def upsert(self, snapshot: EquitySnapshot) -> None: ...
+
+    async def list(self, account_id: str, *, since: date | None = None) -> list[EquitySnapshot]: ...
+
+
+# --- bots (issue 6): docs/design/bots.md -----------------------------------------------------------
+# The service writes what the user asks (configuration, ``desired``); the runner writes what the bot
+# does (``status``, ``error``, ``started_at``, ``stopped_at``, ``last_candle_at``, ``state``).
+
+
+class BotRepository(Protocol):
+    async def add(
+        self, bot: Bot, *, idempotency_key: str | None = None, request_hash: str | None = None
+    ) -> Bot: ...
+
+    async def get(self, bot_id: str) -> Bot | None: ...
+
+    async def get_for_user(self, bot_id: str, user_id: int) -> Bot | None: ...
+
+    async def default_for_user(self, user_id: int) -> Bot | None: ...
+
+    async def get_by_idempotency_key(self, user_id: int, key: str) -> tuple[Bot, str | None] | None:
+        """The bot created under this Idempotency-Key and the request hash stored with it."""
+        ...
+
+    async def get_by_name(self, user_id: int, name: str) -> Bot | None:
+        """The user's bot called ``name`` (names are unique per user)."""
+        ...
+
+    async def list_for_user(
+        self,
+        user_id: int,
+        *,
+        status: str | None = None,
+        exchange: str | None = None,
+        mode: str | None = None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Bot], int]:
+        """Newest first."""
+        ...
+
+    async def wanted_running(self) -> list[Bot]:
+        """Desired running or paused, every user, oldest first."""
+        ...
+
+    async def update(self, bot_id: str, *, now: datetime, **fields: Any) -> Bot:
+        """Writes only ``fields`` (and ``updated_at``); NotFound when the bot is gone."""
+        ...
+
+    async def delete(self, bot_id: str) -> None:
+        """With its events and lease; its orders and fills stay."""
+        ...
+
+
+class BotEventRepository(Protocol):
+    async def add(self, event: BotEvent) -> BotEvent: ...
+
+    async def list_for_bot(
+        self,
+        bot_id: str,
+        *,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[BotEvent], int]:
+        """Newest first; ``since`` inclusive."""
+        ...
+
+    async def count_since(self, bot_id: str, *, kind: str, since: datetime) -> int: ...
+
+
+class BotLeaseRepository(Protocol):
+    async def acquire(self, bot_id: str, runner_id: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Take the lease when nobody holds it, it expired, or runner_id already holds it
+        (then renew). One atomic statement; True when runner_id holds it afterwards."""
+        ...
+
+    async def renew(self, runner_id: str, *, now: datetime, ttl: timedelta) -> list[str]:
+        """Extend every lease runner_id holds; return their bot ids (a lost lease is absent)."""
+        ...
+
+    async def release(self, bot_id: str, runner_id: str) -> None: ...
+
+    async def holder(self, bot_id: str, *, now: datetime) -> BotLease | None:
+        """Unexpired leases only."""
+        ...
+
+
+__all__ = (*__all__, "BotEventRepository", "BotLeaseRepository", "BotRepository")

