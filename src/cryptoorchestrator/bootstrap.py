@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,6 +16,8 @@ from cryptoorchestrator import __version__
 from cryptoorchestrator.config.logging import get_logger
 from cryptoorchestrator.config.settings import Settings
 from cryptoorchestrator.core.clock import Clock, LiveClock
+from cryptoorchestrator.core.errors import CryptoOrchestratorError
+from cryptoorchestrator.domain.accounts import TradingAccount
 from cryptoorchestrator.jobs.inprocess import InProcessJobQueue, worker_name
 from cryptoorchestrator.marketdata.store import CandleStore
 from cryptoorchestrator.persistence import database
@@ -21,9 +25,15 @@ from cryptoorchestrator.persistence.uow import unit_of_work_factory
 from cryptoorchestrator.security.encryption import SecretBox, derive_key
 from cryptoorchestrator.security.passwords import PasswordHasher
 from cryptoorchestrator.security.tokens import TokenService
+from cryptoorchestrator.services.accounts import AccountService
 from cryptoorchestrator.services.api_keys import ApiKeyService
 from cryptoorchestrator.services.auth import AuthService, SessionCache
 from cryptoorchestrator.services.backtests import BacktestService
+from cryptoorchestrator.services.bot_feeds import CandleSource, PollingCandleSource, StoredCandleSource
+from cryptoorchestrator.services.bot_runner import BotRunner
+from cryptoorchestrator.services.bots import BotService, NoRunnerAttached
+from cryptoorchestrator.services.exchange_accounts import ExchangeAccountService
+from cryptoorchestrator.services.execution import LiveExecution
 from cryptoorchestrator.services.jobs import JobService
 from cryptoorchestrator.services.keys import KeyRotationService
 from cryptoorchestrator.services.market_data import (
@@ -33,9 +43,14 @@ from cryptoorchestrator.services.market_data import (
     download_job_handler,
 )
 from cryptoorchestrator.services.optimizations import OptimizationService
+from cryptoorchestrator.services.orders import OrderService
+from cryptoorchestrator.services.paper import PaperExecution
+from cryptoorchestrator.services.portfolio import PortfolioService
 from cryptoorchestrator.services.strategies import StrategyService
+from cryptoorchestrator.services.trading_runtime import TradingRuntime
 from cryptoorchestrator.services.two_factor import TwoFactorService
 from cryptoorchestrator.services.users import UserService
+from cryptoorchestrator.simulator.fill_model import FillRules
 from cryptoorchestrator.strategies.loader import load_strategies
 from cryptoorchestrator.strategies.registry import builtin_registry
 
@@ -91,7 +106,16 @@ class Container:
     optimizations: OptimizationService
     jobs: JobService
     job_queue: InProcessJobQueue
+    accounts: AccountService
+    paper: PaperExecution
+    orders: OrderService
+    portfolio: PortfolioService
+    trading: TradingRuntime
+    venues: LiveVenues
+    bots: BotService
+    exchange_accounts: ExchangeAccountService
     process_pool: LazyProcessPool = field(default_factory=lambda: LazyProcessPool(0))
+    bot_runner: BotRunner | None = None
     version: str = __version__
     started_at: float = field(default_factory=time.time)
 
@@ -107,8 +131,15 @@ class Container:
                 self.settings.synthetic_timeframe,
             )
         await self.job_queue.start()
+        await self.trading.start()
+        if self.bot_runner is not None and self.settings.runner_enabled:
+            await self.bot_runner.start()  # after the trading runtime's recovery (bot_runner L3)
 
     async def close(self) -> None:
+        if self.bot_runner is not None:
+            await self.bot_runner.stop()
+        await self.trading.stop()
+        await self.venues.close()
         await self.job_queue.stop()
         self.process_pool.shutdown()
         await self.market_data.close()
@@ -127,8 +158,202 @@ def ccxt_exchange_factory(settings: Settings) -> ExchangeFactory:
     return build
 
 
+def bot_candle_source(
+    settings: Settings,
+    market_data: MarketDataService,
+    clock: Clock,
+    exchange_factory: ExchangeFactory | None,
+    source: Callable[[str], str | None],
+) -> CandleSource:
+    """Where bots get closed candles: the exchange, polled, when market data is live; else the
+    candle store, replayed at ``replay_speed`` (the offline default), read where the market-data
+    service keeps the exchange's series (``source``: the paper exchange's may be synthetic)."""
+    if settings.market_data_live:
+        factory = exchange_factory or ccxt_exchange_factory(settings)
+        return PollingCandleSource(factory, clock, poll_seconds=settings.bot_poll_seconds)
+
+    async def stored_as(exchange: str, symbol: str) -> tuple[str, str]:
+        return await market_data.resolve(symbol, exchange=source(exchange))
+
+    return StoredCandleSource(market_data.store, clock, resolve=stored_as, speed=settings.replay_speed)
+
+
+def ccxt_exchange_ids() -> list[str]:
+    """Every exchange id ccxt supports (ccxt is imported on first use)."""
+    import ccxt.async_support as ccxt_async
+
+    return list(ccxt_async.exchanges)
+
+
+VenueFactory = Callable[[TradingAccount, dict[str, str]], Any]
+"""Builds the trading client of an exchange account from its decrypted credentials."""
+
+
+def ccxt_venue_factory(settings: Settings) -> VenueFactory:
+    """The real ccxt adapter for exchange accounts (imported on first use)."""
+
+    def build(account: TradingAccount, credentials: dict[str, str]) -> Any:
+        from cryptoorchestrator.exchanges.client import CcxtExchangeClient
+
+        return CcxtExchangeClient.create(
+            account.exchange,
+            api_key=credentials.get("api_key"),
+            secret=credentials.get("secret"),
+            password=credentials.get("password") or None,
+            sandbox=account.testnet,
+            config={"timeout": settings.exchange_timeout_ms},
+        )
+
+    return build
+
+
+class LiveVenues:
+    """One live execution client per exchange account, built on first use from the account's
+    encrypted credentials (decrypted here, in memory only) and kept while the process runs."""
+
+    def __init__(self, factory: VenueFactory, *, secret_box: SecretBox, clock: Clock) -> None:
+        self._factory = factory
+        self._box = secret_box
+        self._clock = clock
+        self._clients: dict[str, LiveExecution] = {}
+
+    def execution(self, account: TradingAccount) -> LiveExecution:
+        client = self._clients.get(account.id)
+        if client is None:
+            credentials: dict[str, str] = {}
+            if account.credentials_encrypted:
+                credentials = json.loads(self._box.decrypt(account.credentials_encrypted))
+            client = LiveExecution(self._factory(account, credentials), clock=self._clock)
+            self._clients[account.id] = client
+        return client
+
+    def forget(self, account_id: str) -> None:
+        self._clients.pop(account_id, None)
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(client.venue.close() for client in clients), return_exceptions=True)
+
+
+def build_exchange_accounts(
+    settings: Settings,
+    *,
+    clock: Clock,
+    uow_factory: Any,
+    secret_box: SecretBox,
+    accounts: AccountService,
+    orders: OrderService,
+    venues: LiveVenues,
+    market_data: MarketDataService,
+    exchange_factory: ExchangeFactory | None,
+) -> ExchangeAccountService:
+    """Exchange accounts: credentials checked through ``venues``, exchange status through a
+    one-off public client from the market-data exchange factory."""
+
+    async def release_venue(account_id: str) -> None:
+        # A deleted account's client (or the one a connection check built) is closed now.
+        client = venues._clients.pop(account_id, None)
+        if client is not None:
+            await client.venue.close()
+
+    return ExchangeAccountService(
+        uow_factory,
+        clock=clock,
+        accounts=accounts,
+        orders=orders,
+        secret_box=secret_box,
+        execution_for=venues.execution,
+        release_venue=release_venue,
+        supported_exchanges=ccxt_exchange_ids,
+        public_client=exchange_factory or ccxt_exchange_factory(settings),
+        market_catalog=market_data,
+        logger=get_logger("cryptoorchestrator.exchange_accounts"),
+    )
+
+
+def build_trading(
+    settings: Settings,
+    *,
+    clock: Clock,
+    uow_factory: Any,
+    market_data: MarketDataService,
+    secret_box: SecretBox,
+    venue_factory: VenueFactory | None,
+) -> tuple[
+    Callable[[str], str | None],
+    AccountService,
+    PaperExecution,
+    LiveVenues,
+    Any,
+    OrderService,
+    PortfolioService,
+]:
+    """The trading core: accounts, the paper venue on the market-data service's prices, live
+    venues from exchange credentials, orders and the portfolio."""
+    paper_exchange = settings.paper_exchange or settings.market_data_exchange
+    accounts = AccountService(
+        uow_factory,
+        clock=clock,
+        paper_exchange=paper_exchange,
+        starting_balances=settings.paper_starting_balances,
+    )
+
+    def source(exchange: str) -> str | None:
+        # The paper venue on the default exchange reads whatever the market-data service has for
+        # it: the exchange's own data, else the labelled synthetic series (a first offline run).
+        return None if exchange == paper_exchange else exchange
+
+    async def ticker(exchange: str, symbol: str) -> Any:
+        return await market_data.ticker(symbol, exchange=source(exchange))
+
+    async def book(exchange: str, symbol: str) -> Any:
+        # Real depth only: with live market data a market order walks the exchange's book (and
+        # fills partly when it is thin); replayed candles carry no depth, so offline orders
+        # trade at the touch with the fill model's slippage instead of against a made-up book.
+        if not settings.market_data_live:
+            return None
+        snapshot = await market_data.order_book(symbol, limit=50, exchange=source(exchange))
+        return None if snapshot.source in ("synthetic", "replay") else snapshot
+
+    paper = PaperExecution(
+        clock=clock, ticker=ticker, book=book, rules=FillRules(slippage_bps=settings.paper_slippage_bps)
+    )
+
+    async def market_info(exchange: str, symbol: str) -> Any:
+        return await market_data.market_info(symbol, exchange=source(exchange))
+
+    venues = LiveVenues(venue_factory or ccxt_venue_factory(settings), secret_box=secret_box, clock=clock)
+
+    async def execution_for(account: Any) -> Any:
+        if account.kind == "paper":
+            return paper.client(account.exchange)
+        return venues.execution(account)
+
+    orders = OrderService(
+        uow_factory, clock=clock, accounts=accounts, market_info=market_info, execution_for=execution_for
+    )
+
+    async def price(exchange: str, symbol: str) -> Any:
+        seen = paper.last_price(exchange, symbol)
+        if seen is not None:
+            return seen
+        try:
+            return (await paper.quote(exchange, symbol)).last
+        except CryptoOrchestratorError:
+            return None
+
+    portfolio = PortfolioService(uow_factory, clock=clock, orders=orders, price=price)
+
+    return source, accounts, paper, venues, execution_for, orders, portfolio
+
+
 def build_container(
-    settings: Settings, *, clock: Clock | None = None, exchange_factory: ExchangeFactory | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    exchange_factory: ExchangeFactory | None = None,
+    venue_factory: VenueFactory | None = None,
+    candle_source: CandleSource | None = None,
 ) -> Container:
     clock = clock or LiveClock()
     engine = database.create_engine(settings.resolved_database_url, echo=settings.database_echo)
@@ -185,8 +410,74 @@ def build_container(
         max_candles=settings.max_backtest_candles,
         strategies_dir=str(settings.strategies_dir) if settings.strategies_dir else None,
     )
+    source, accounts, paper, venues, execution_for, orders, portfolio = build_trading(
+        settings,
+        clock=clock,
+        uow_factory=uow_factory,
+        market_data=market_data,
+        secret_box=secret_box,
+        venue_factory=venue_factory,
+    )
+
+    exchange_accounts = build_exchange_accounts(
+        settings,
+        clock=clock,
+        uow_factory=uow_factory,
+        secret_box=secret_box,
+        accounts=accounts,
+        orders=orders,
+        venues=venues,
+        market_data=market_data,
+        exchange_factory=exchange_factory,
+    )
+    trading = TradingRuntime(
+        uow_factory,
+        clock=clock,
+        accounts=accounts,
+        orders=orders,
+        portfolio=portfolio,
+        paper=paper,
+        poll_seconds=settings.paper_poll_seconds,
+        logger=get_logger("cryptoorchestrator.trading"),
+    )
+    # The bot runner (services/bot_runner.py) replaces the supervisor when it is attached:
+    # ``bots.supervisor = runner``; until then wakes have nobody to reach (NoRunnerAttached).
+    bots = BotService(
+        uow_factory,
+        clock=clock,
+        strategies=strategies,
+        accounts=accounts,
+        orders=orders,
+        supervisor=NoRunnerAttached(),
+    )
+    bot_runner = BotRunner(
+        uow_factory,
+        clock=clock,
+        orders=orders,
+        portfolio=portfolio,
+        trading=trading,
+        paper=paper,
+        execution_for=execution_for,
+        registry=strategy_registry,
+        candles=candle_source or bot_candle_source(settings, market_data, clock, exchange_factory, source),
+        logger=get_logger("cryptoorchestrator.bots"),
+        heartbeat_seconds=settings.bot_heartbeat_seconds,
+        lease_seconds=settings.bot_lease_seconds,
+        capacity=settings.runner_capacity,
+        window=settings.bot_candle_window,
+        slippage_bps=settings.paper_slippage_bps,
+    )
+    bots.supervisor = bot_runner
     return Container(
         settings=settings,
+        bots=bots,
+        accounts=accounts,
+        paper=paper,
+        orders=orders,
+        portfolio=portfolio,
+        trading=trading,
+        venues=venues,
+        exchange_accounts=exchange_accounts,
         clock=clock,
         engine=engine,
         uow_factory=uow_factory,
@@ -220,4 +511,5 @@ def build_container(
         jobs=jobs,
         job_queue=job_queue,
         process_pool=process_pool,
+        bot_runner=bot_runner,
     )

@@ -12,12 +12,27 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from cryptoorchestrator import __version__
 from cryptoorchestrator.api.errors import install_error_handlers
 from cryptoorchestrator.api.middleware import Metrics, RequestContextMiddleware
 from cryptoorchestrator.api.ratelimit import RateLimiter, RateLimitGate
-from cryptoorchestrator.api.routers import admin, auth, backtests, jobs, market, strategies, system, users
+from cryptoorchestrator.api.routers import (
+    admin,
+    auth,
+    backtests,
+    bots,
+    exchanges,
+    jobs,
+    market,
+    orders,
+    portfolio,
+    strategies,
+    system,
+    users,
+)
 from cryptoorchestrator.bootstrap import Container, build_container
 from cryptoorchestrator.config.logging import configure_logging, get_logger
 from cryptoorchestrator.config.settings import Settings, load_settings
@@ -31,6 +46,10 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     market.router,
     strategies.router,
     backtests.router,
+    orders.router,
+    portfolio.router,
+    exchanges.router,
+    bots.router,
 )
 
 DESCRIPTION = """
@@ -80,14 +99,53 @@ def install_openapi_security(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class FlatRoute(APIRoute):
+    """An ``APIRoute`` that turns away a request for another path with one string test.
+
+    The router tries each route in turn until one matches, and a plain route's test is four
+    Python calls and a regex: about 2 µs, so ~30 µs before a request reaches a route in the middle
+    of the table. A route's path up to its first parameter (all of it for a static route) is a
+    literal prefix of every path its regex accepts, so a path that fails the string test cannot
+    match, and anything else gets the full test. Only for routes added flat to the app (a
+    mounted or prefixed path is not what ``scope["path"]`` holds, so with a ``root_path`` the
+    full test always runs). A router's own route class (``DecimalJSONRoute``...) is kept: see
+    ``flat_route_class``."""
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        head, brace, _ = self.path_format.partition("{")
+        self._head = head
+        self._static = None if brace else self.path_format
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path = scope["path"]
+            static = self._static
+            if (path != static) if static is not None else not path.startswith(self._head):
+                return Match.NONE, {}
+        return super().matches(scope)
+
+
+_FLAT_CLASSES: dict[type[APIRoute], type[APIRoute]] = {APIRoute: FlatRoute}
+
+
+def flat_route_class(route_class: type[APIRoute]) -> type[APIRoute]:
+    """``route_class`` with ``FlatRoute``'s matching in front of its own (one class per class)."""
+    flat = _FLAT_CLASSES.get(route_class)
+    if flat is None:
+        flat = _FLAT_CLASSES[route_class] = type(f"Flat{route_class.__name__}", (FlatRoute, route_class), {})
+    return flat
+
+
 def add_flat(app: FastAPI, router: APIRouter, *, prefix: str) -> None:
     """Add a router's routes to the app itself. ``include_router`` nests routers, and every request
     then walks each nested router in turn (a quarter of an authenticated request's time); a flat
-    route table keeps matching cheap. Router-level tags and responses are carried over."""
+    route table keeps matching cheap (see ``FlatRoute``). Router-level tags and responses are
+    carried over."""
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"unexpected route type {type(route).__name__}")
-        app.add_api_route(
+        app.router.add_api_route(
             prefix + route.path,
             route.endpoint,
             methods=sorted(route.methods),
@@ -103,7 +161,24 @@ def add_flat(app: FastAPI, router: APIRouter, *, prefix: str) -> None:
             operation_id=route.operation_id,
             response_class=route.response_class,
             dependencies=list(route.dependencies),
+            route_class_override=flat_route_class(type(route)),
         )
+
+
+def move_docs_routes_last(app: FastAPI) -> None:
+    """FastAPI puts its own pages (/openapi.json, /docs, /redoc) first in the route table, so
+    every API request tested them first. Each goes last when no other route accepts its path,
+    which leaves what every path matches unchanged."""
+    routes: list[BaseRoute] = app.router.routes
+    pages = [r for r in routes if type(r) is Route and "{" not in r.path_format]
+    for page in pages:
+        probe: Scope = {
+            "type": "http", "path": page.path_format, "root_path": "", "method": "GET",
+            "headers": [], "path_params": {},
+        }  # fmt: skip
+        if not any(other.matches(probe)[0] is not Match.NONE for other in routes if other is not page):
+            routes.remove(page)
+            routes.append(page)
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
@@ -147,6 +222,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     # /api/v1/... so the alias answers the same handlers without doubling the route table.
     for router in API_ROUTERS:
         add_flat(app, router, prefix="/api/v1")
+    move_docs_routes_last(app)
 
     install_openapi_security(app)
 
@@ -168,6 +244,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.add_middleware(
         RequestContextMiddleware,
         gate=RateLimitGate(limiter=limiter, settings=settings, tokens=container.tokens),
+        auth=container.auth,
         metrics=metrics,
         logger=get_logger("cryptoorchestrator.access"),
         access_log=settings.access_log,

@@ -15,6 +15,7 @@ from rich.console import Console
 from cryptoorchestrator import __version__
 from cryptoorchestrator.cli import backtest as backtest_cli
 from cryptoorchestrator.cli import data as data_cli
+from cryptoorchestrator.cli import runner as runner_cli
 from cryptoorchestrator.cli import worker as worker_cli
 from cryptoorchestrator.core.errors import CryptoOrchestratorError
 
@@ -39,6 +40,7 @@ app.add_typer(openapi_app, name="openapi")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(backtest_cli.app, name="backtest")
 app.command("worker")(worker_cli.worker)
+app.command("runner")(runner_cli.runner)
 
 
 def _settings(**overrides: Any) -> Any:

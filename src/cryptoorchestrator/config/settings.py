@@ -5,6 +5,7 @@ Nothing here is built at import time: call :func:`load_settings` (the compositio
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -97,6 +98,26 @@ class Settings(BaseSettings):
     # Where jobs run: asyncio tasks in the server, or Celery workers (`cryptoorchestrator worker`).
     jobs_backend: Literal["inprocess", "celery"] = "inprocess"
     max_upload_mb: int = Field(default=200, ge=1)
+    # Paper trading: the balances a new paper account starts with ("USDT:10000,BTC:0.5"), the
+    # exchange whose prices it trades at (the market-data exchange by default), the slippage a
+    # market order pays in basis points, and how often resting paper orders are checked
+    # against the price (seconds; 0 = only when candles are fed in, as in tests).
+    paper_starting_balances: Annotated[dict[str, Decimal], NoDecode] = Field(
+        default_factory=lambda: {"USDT": Decimal(10000)}
+    )
+    paper_exchange: str | None = None
+    paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)
+    paper_poll_seconds: float = Field(default=2.0, ge=0)
+    # Bot runtime (docs/design/bots.md): whether this process runs a bot runner (the API server
+    # does by default; `cryptoorchestrator runner` runs one without the API), how many bots one
+    # runner holds, its lease heartbeat and time to live (a dead runner's bots move after the
+    # ttl), the candles a bot keeps for its strategy, and how often live candles are polled.
+    runner_enabled: bool = True
+    runner_capacity: int = Field(default=100, ge=1, le=10_000)
+    bot_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    bot_lease_seconds: float = Field(default=15.0, gt=0)
+    bot_candle_window: int = Field(default=1000, ge=2, le=100_000)
+    bot_poll_seconds: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
     access_log: bool = True
@@ -106,6 +127,14 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("paper_starting_balances", mode="before")
+    @classmethod
+    def _balances(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [item.partition(":") for item in _split_csv(value)]
+            return {asset.strip().upper(): amount.strip() for asset, _, amount in pairs}
+        return value
 
     @property
     def resolved_database_url(self) -> str:
