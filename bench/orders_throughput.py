@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,26 +33,11 @@ from pathlib import Path
 
 import httpx
 
+from api_overhead import free_port, wait_ready  # the same server plumbing as the API benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 ORDER = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "quantity": "0.001"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server on port {port} did not start")
 
 
 def platform_env(data_dir: str) -> dict[str, str]:

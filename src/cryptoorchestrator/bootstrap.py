@@ -6,7 +6,7 @@ import asyncio
 import json
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -271,6 +271,20 @@ def build_exchange_accounts(
     )
 
 
+@dataclass(frozen=True)
+class TradingCore:
+    """What :func:`build_trading` wires: ``source`` maps a paper venue's exchange to the
+    market-data exchange it reads; ``execution_for`` picks an account's execution client."""
+
+    source: Callable[[str], str | None]
+    accounts: AccountService
+    paper: PaperExecution
+    venues: LiveVenues
+    execution_for: Callable[[TradingAccount], Awaitable[Any]]
+    orders: OrderService
+    portfolio: PortfolioService
+
+
 def build_trading(
     settings: Settings,
     *,
@@ -279,15 +293,7 @@ def build_trading(
     market_data: MarketDataService,
     secret_box: SecretBox,
     venue_factory: VenueFactory | None,
-) -> tuple[
-    Callable[[str], str | None],
-    AccountService,
-    PaperExecution,
-    LiveVenues,
-    Any,
-    OrderService,
-    PortfolioService,
-]:
+) -> TradingCore:
     """The trading core: accounts, the paper venue on the market-data service's prices, live
     venues from exchange credentials, orders and the portfolio."""
     paper_exchange = settings.paper_exchange or settings.market_data_exchange
@@ -344,7 +350,7 @@ def build_trading(
 
     portfolio = PortfolioService(uow_factory, clock=clock, orders=orders, price=price)
 
-    return source, accounts, paper, venues, execution_for, orders, portfolio
+    return TradingCore(source, accounts, paper, venues, execution_for, orders, portfolio)
 
 
 def build_container(
@@ -410,7 +416,7 @@ def build_container(
         max_candles=settings.max_backtest_candles,
         strategies_dir=str(settings.strategies_dir) if settings.strategies_dir else None,
     )
-    source, accounts, paper, venues, execution_for, orders, portfolio = build_trading(
+    core = build_trading(
         settings,
         clock=clock,
         uow_factory=uow_factory,
@@ -418,6 +424,8 @@ def build_container(
         secret_box=secret_box,
         venue_factory=venue_factory,
     )
+    source, accounts, paper, venues = core.source, core.accounts, core.paper, core.venues
+    execution_for, orders, portfolio = core.execution_for, core.orders, core.portfolio
 
     exchange_accounts = build_exchange_accounts(
         settings,

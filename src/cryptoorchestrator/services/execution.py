@@ -25,7 +25,6 @@ from cryptoorchestrator.core.errors import (
     ExchangeUnavailable,
     InsufficientBalance,
     OrderRejected,
-    UserError,
 )
 from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.market import (
@@ -183,7 +182,9 @@ class LiveExecution:
             # A timeout, a dropped answer or a 5xx: the order may exist. Rate limiting is
             # treated the same way (a 429 can come from a proxy after the order went through).
             return [(order.id, OutcomeUnknown(timestamp=now, reason=f"{error.code}: {error.message}"))]
-        except (UserError, CryptoOrchestratorError) as error:
+        except CryptoOrchestratorError as error:
+            # The venue answered with a refusal (4xx-like: rejected, not enough funds, bad
+            # order): rejected. Anything server-side is not a refusal: look the order up.
             if isinstance(error, OrderRejected | InsufficientBalance) or error.http_status < 500:
                 return [(order.id, Rejected(timestamp=now, reason=f"{error.code}: {error.message}"))]
             return [(order.id, OutcomeUnknown(timestamp=now, reason=f"{error.code}: {error.message}"))]

@@ -338,7 +338,7 @@ class PortfolioService:
             )
         before = [s for s in snapshots if since is not None and s.day <= since]
         window = [s for s in snapshots if since is None or s.day > since]
-        initial = before[-1].equity if before else self._starting_value(account, window)
+        initial = before[-1].equity if before else self._starting_value(account)
         figures = trade_stats.performance(window, initial=initial)
         summary = trade_stats.summarize(records)
         final = figures["final"] if figures["final"] is not None else today.equity
@@ -359,7 +359,7 @@ class PortfolioService:
             },
         }
 
-    def _starting_value(self, account: TradingAccount, window: list[EquitySnapshot]) -> Decimal | None:
+    def _starting_value(self, account: TradingAccount) -> Decimal | None:
         starting = self.orders.accounts.starting_balances_of(account)
         currency = currency_of(account)
         if starting and set(starting) <= {currency}:

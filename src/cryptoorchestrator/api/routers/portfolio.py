@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -121,7 +122,7 @@ def account_out(account: TradingAccount, container: ContainerDep) -> AccountOut:
     )
 
 
-def balances_out(valuation: Valuation, asset: str | None, now: object) -> BalancesOut:
+def balances_out(valuation: Valuation, asset: str | None, now: datetime) -> BalancesOut:
     rows = [
         BalanceOut(asset=b.asset, free=b.free, locked=b.locked, total=b.total, value=value)
         for b, value in valuation.balances
@@ -136,7 +137,7 @@ def balances_out(valuation: Valuation, asset: str | None, now: object) -> Balanc
         available_margin=free_cash,
         used_margin=valuation.used_margin,
         unrealized_pnl=valuation.unrealized,
-        updated_at=now,  # type: ignore[arg-type]
+        updated_at=now,
     )
 
 
