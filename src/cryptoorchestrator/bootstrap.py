@@ -20,7 +20,7 @@ from cryptoorchestrator.core.errors import CryptoOrchestratorError
 from cryptoorchestrator.domain.accounts import TradingAccount
 from cryptoorchestrator.jobs.inprocess import InProcessJobQueue, worker_name
 from cryptoorchestrator.marketdata.store import CandleStore
-from cryptoorchestrator.persistence import database
+from cryptoorchestrator.persistence import database, sqlite_batches
 from cryptoorchestrator.persistence.uow import unit_of_work_factory
 from cryptoorchestrator.security.encryption import SecretBox, derive_key
 from cryptoorchestrator.security.passwords import PasswordHasher
@@ -116,6 +116,7 @@ class Container:
     exchange_accounts: ExchangeAccountService
     process_pool: LazyProcessPool = field(default_factory=lambda: LazyProcessPool(0))
     bot_runner: BotRunner | None = None
+    checkpointer: database.WalCheckpointer | None = None
     version: str = __version__
     started_at: float = field(default_factory=time.time)
 
@@ -130,6 +131,8 @@ class Container:
                 list(self.settings.synthetic_symbols),
                 self.settings.synthetic_timeframe,
             )
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         await self.job_queue.start()
         await self.trading.start()
         if self.bot_runner is not None and self.settings.runner_enabled:
@@ -143,6 +146,8 @@ class Container:
         await self.job_queue.stop()
         self.process_pool.shutdown()
         await self.market_data.close()
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
         await self.engine.dispose()
 
 
@@ -293,6 +298,7 @@ def build_trading(
     market_data: MarketDataService,
     secret_box: SecretBox,
     venue_factory: VenueFactory | None,
+    engine: Any = None,
 ) -> TradingCore:
     """The trading core: accounts, the paper venue on the market-data service's prices, live
     venues from exchange credentials, orders and the portfolio."""
@@ -335,8 +341,20 @@ def build_trading(
             return paper.client(account.exchange)
         return venues.execution(account)
 
+    # Paper batches on SQLite make two trips through aiosqlite's thread (persistence/sqlite_batches);
+    # elsewhere (PostgreSQL) they go through the unit of work.
+    batch_store = (
+        sqlite_batches.SqliteOrderBatchStore(engine)
+        if engine is not None and sqlite_batches.supported(engine)
+        else None
+    )
     orders = OrderService(
-        uow_factory, clock=clock, accounts=accounts, market_info=market_info, execution_for=execution_for
+        uow_factory,
+        clock=clock,
+        accounts=accounts,
+        market_info=market_info,
+        execution_for=execution_for,
+        batch_store=batch_store,
     )
 
     async def price(exchange: str, symbol: str) -> Any:
@@ -423,6 +441,7 @@ def build_container(
         market_data=market_data,
         secret_box=secret_box,
         venue_factory=venue_factory,
+        engine=engine,
     )
     source, accounts, paper, venues = core.source, core.accounts, core.paper, core.venues
     execution_for, orders, portfolio = core.execution_for, core.orders, core.portfolio
@@ -488,6 +507,7 @@ def build_container(
         exchange_accounts=exchange_accounts,
         clock=clock,
         engine=engine,
+        checkpointer=database.WalCheckpointer.for_engine(engine),
         uow_factory=uow_factory,
         secret_box=secret_box,
         hasher=hasher,

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     access_log: bool = True
     log_json: bool = True
+    #: FastAPI's OpenTelemetry instrumentation (request spans, metrics, log correlation) for an
+    #: operator who configures an OpenTelemetry SDK. Off by default: checking for it costs every
+    #: request a few provider lookups, and nothing here configures a provider.
+    opentelemetry: bool = False
 
     @field_validator("encryption_keys", "cors_origins", "trusted_proxies", "synthetic_symbols", mode="before")
     @classmethod

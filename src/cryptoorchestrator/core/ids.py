@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import threading
+import time
 import uuid
 
 
@@ -17,3 +20,48 @@ def new_uuid() -> str:
 def new_token(nbytes: int = 32) -> str:
     """A URL-safe random secret."""
     return secrets.token_urlsafe(nbytes)
+
+
+class _Uuid7:
+    """RFC 9562 version 7 UUIDs: 48 bits of Unix milliseconds, then 12 bits of a counter that
+    keeps the ids of one process strictly increasing within a millisecond (started at a random
+    value each millisecond, method 1 of the RFC), then 62 random bits."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh sequence (and lock: a child process may be forked while another thread holds
+        the parent's)."""
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._counter = 0
+
+    def __call__(self) -> int:
+        with self._lock:
+            now = time.time_ns() // 1_000_000
+            if now > self._last_ms:
+                self._last_ms = now
+                self._counter = secrets.randbits(11)  # room for 2048+ more in this millisecond
+            else:
+                self._counter += 1
+                if self._counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
+                    self._last_ms += 1
+                    self._counter = 0
+            millis, counter = self._last_ms, self._counter
+        tail = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+        return (millis << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | tail
+
+
+_uuid7 = _Uuid7()
+if hasattr(os, "register_at_fork"):  # a forked worker starts its own sequence
+    os.register_at_fork(after_in_child=_uuid7.reset)
+
+
+def new_uuid7() -> str:
+    """A time-ordered UUID (version 7): rows keyed by it are appended to the end of their B-tree
+    indexes instead of landing on a random page each (on a growing orders table a batch of
+    inserts then writes about a third as many pages), and ids sort by creation time. Not
+    secret: it carries its creation time. For resource ids, never for tokens."""
+    text = f"{_uuid7():032x}"  # what str(uuid.UUID(int=...)) gives, without the checks
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

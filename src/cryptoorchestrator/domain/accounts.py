@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cryptoorchestrator.domain.ledger import AssetBalance, LedgerEntry
+    from cryptoorchestrator.domain.orders import Order
+    from cryptoorchestrator.domain.positions import Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +68,29 @@ class TradeRecord:
     realized_pnl: Decimal | None = None
     bot_id: str | None = None
     strategy: str | None = None
+
+
+@dataclass(slots=True)
+class AccountSnapshot:
+    """What a batch of one account's orders starts from, read under the account's write lock:
+    its balances, its positions in the batch's symbols (``None`` where it has none) and the
+    orders already stored under the batch's client order ids."""
+
+    balances: dict[str, AssetBalance]
+    positions: dict[str, Position | None]
+    by_client_id: dict[str, Order]
+
+
+@dataclass(slots=True)
+class BatchChanges:
+    """Everything a batch writes, in one transaction: ``orders`` are inserted in their final
+    state (a batch only books events about its own new orders), ``balances`` are the new
+    balances of the assets the ``entries`` moved."""
+
+    account_id: str
+    now: datetime
+    orders: list[Order] = field(default_factory=list)
+    fills: list[TradeRecord] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
+    entries: list[LedgerEntry] = field(default_factory=list)
+    balances: dict[str, AssetBalance] = field(default_factory=dict)

@@ -29,10 +29,12 @@ Rules implemented by :func:`apply_event` (the property tests in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+
+from cryptoorchestrator.core.records import replace
 
 
 class OrderStatus(StrEnum):

@@ -35,11 +35,12 @@ test_positions.py`` checks them on hand-computed examples, ``test_ledger.py`` on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from cryptoorchestrator.core.errors import OrderRejected, ValidationFailed
+from cryptoorchestrator.core.records import replace
 from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.orders import Fill
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # crash can lose the last commits (the WAL is synced at checkpoints, not at every commit),
     # never corrupt the database. FULL would fsync on every commit.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+#: How long a SQLite writer waits for another one's lock before "database is locked".
+BUSY_TIMEOUT_MS = 10_000
+#: WAL pages after which a commit checkpoints by itself. The server's connections leave that to
+#: :class:`WalCheckpointer` (in its own thread, so a commit never waits for the fsync of a
+#: checkpoint); this is only the safety net for when nothing checkpoints (about 80 MB).
+SERVER_AUTOCHECKPOINT_PAGES = 20_000
+
+
+def _sqlite_server_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA wal_autocheckpoint={SERVER_AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -97,12 +116,16 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.update(connect_args={"timeout": 10}, pool_reset_on_return=None)
+        # check_same_thread off: the paper batch store (sqlite_batches) runs its few statements on
+        # the event loop's thread when the write lock is free, on a connection it has checked out
+        # (aiosqlite's thread is idle then: nothing else holds that connection).
+        connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        kwargs.update(connect_args=connect_args, pool_reset_on_return=None)
     else:
         kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_server_pragmas)
         event.listen(engine.sync_engine.pool, "reset", _sqlite_reset)
     else:
         _ping_when_idle(engine)
@@ -128,3 +151,61 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite database's write-ahead log every ``interval`` seconds in a worker
+    thread, on its own connection (``PRAGMA wal_checkpoint(PASSIVE)``: it never blocks readers or
+    writers). The server's connections checkpoint by themselves only past
+    ``SERVER_AUTOCHECKPOINT_PAGES``, so the checkpoint's fsync stays off the commits' path."""
+
+    def __init__(self, path: str, *, interval: float = 1.0) -> None:
+        self._path = path
+        self._interval = interval
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # a checkpoint in its thread, or the close
+        self._task: asyncio.Task[None] | None = None
+        self.checkpoints = 0
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine, *, interval: float = 1.0) -> WalCheckpointer | None:
+        """The checkpointer of a file-backed SQLite engine; ``None`` for anything else."""
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return cls(url.database, interval=interval)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One passive checkpoint: (busy, WAL frames, frames checkpointed)."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = sqlite3.connect(self._path, timeout=1, check_same_thread=False)
+            busy, frames, done = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+            return int(busy), int(frames), int(done)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await asyncio.to_thread(self.checkpoint)
+            except sqlite3.Error:
+                continue  # locked or not there yet: the next round tries again
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sqlite-wal-checkpointer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.close()

@@ -517,6 +517,27 @@ def _trade(row: Any) -> TradeRecord:
     )
 
 
+def _fill_values(record: TradeRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "user_id": record.user_id,
+        "account_id": record.account_id,
+        "order_id": record.order_id,
+        "trade_id": record.trade_id,
+        "symbol": record.symbol,
+        "side": record.side,
+        "price": record.price,
+        "quantity": record.quantity,
+        "fee": record.fee,
+        "fee_asset": record.fee_asset,
+        "liquidity": record.liquidity,
+        "timestamp": record.timestamp,
+        "realized_pnl": record.realized_pnl,
+        "bot_id": record.bot_id,
+        "strategy": record.strategy,
+    }
+
+
 def _empty_summary() -> dict[str, Any]:
     return {
         "count": 0,
@@ -533,25 +554,7 @@ def _empty_summary() -> dict[str, Any]:
 class SqlFillRepository(_Repository):
     async def add(self, record: TradeRecord) -> bool:
         """True when stored; False when the order already has a fill with this ``trade_id``."""
-        values = {
-            "id": record.id,
-            "user_id": record.user_id,
-            "account_id": record.account_id,
-            "order_id": record.order_id,
-            "trade_id": record.trade_id,
-            "symbol": record.symbol,
-            "side": record.side,
-            "price": record.price,
-            "quantity": record.quantity,
-            "fee": record.fee,
-            "fee_asset": record.fee_asset,
-            "liquidity": record.liquidity,
-            "timestamp": record.timestamp,
-            "realized_pnl": record.realized_pnl,
-            "bot_id": record.bot_id,
-            "strategy": record.strategy,
-        }
-        result = await self._execute(self._for_dialect(_FILL_INSERT), values)
+        result = await self._execute(self._for_dialect(_FILL_INSERT), _fill_values(record))
         return bool(result.rowcount)
 
     async def get_for_user(self, fill_id: str, user_id: int) -> TradeRecord | None:
@@ -696,6 +699,28 @@ def _entry(row: Any) -> LedgerEntry:
     )
 
 
+def _entry_values(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "account_id": entry.account_id,
+        "asset": entry.asset,
+        "free_delta": entry.free_delta,
+        "locked_delta": entry.locked_delta,
+        "kind": entry.kind,
+        "reference": entry.reference,
+        "timestamp": entry.timestamp,
+    }
+
+
+def _balance_values(account_id: str, balance: AssetBalance, now: datetime) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "asset": balance.asset,
+        "free": balance.free,
+        "locked": balance.locked,
+        "updated_at": now,
+    }
+
+
 class SqlLedgerRepository(_Repository):
     """Entries are append-only (the database refuses UPDATE, and DELETE while the account
     exists); ``balances`` is their materialised sum, written by ``record`` with them."""
@@ -740,30 +765,9 @@ class SqlLedgerRepository(_Repository):
             if asset != balance.asset:
                 raise ValueError(f"balance of {balance.asset} given under {asset}")
         if entries:
-            rows = [
-                {
-                    "account_id": entry.account_id,
-                    "asset": entry.asset,
-                    "free_delta": entry.free_delta,
-                    "locked_delta": entry.locked_delta,
-                    "kind": entry.kind,
-                    "reference": entry.reference,
-                    "timestamp": entry.timestamp,
-                }
-                for entry in entries
-            ]
-            await self._execute(_LEDGER_INSERT, rows)
+            await self._execute(_LEDGER_INSERT, [_entry_values(entry) for entry in entries])
         if balances:
-            values = [
-                {
-                    "account_id": account_id,
-                    "asset": balance.asset,
-                    "free": balance.free,
-                    "locked": balance.locked,
-                    "updated_at": now,
-                }
-                for balance in balances.values()
-            ]
+            values = [_balance_values(account_id, balance, now) for balance in balances.values()]
             await self._execute(self._for_dialect(_BALANCE_UPSERT), values)
 
     async def entries(
@@ -825,6 +829,22 @@ def _position(row: Any) -> Position:
     )
 
 
+def _position_values(position: Position) -> dict[str, Any]:
+    return {
+        "account_id": position.account_id,
+        "symbol": position.symbol,
+        "kind": position.kind,
+        "quantity": position.quantity,
+        "entry_price": position.entry_price,
+        "realized_pnl": position.realized_pnl,
+        "fees_paid": position.fees_paid,
+        "leverage": position.leverage,
+        "margin": position.margin,
+        "opened_at": position.opened_at,
+        "updated_at": position.updated_at,
+    }
+
+
 class SqlPositionRepository(_Repository):
     """A flat position (``quantity == 0``) stays stored: it carries the symbol's realised P&L."""
 
@@ -834,20 +854,7 @@ class SqlPositionRepository(_Repository):
 
     async def save(self, position: Position) -> None:
         """Insert or replace the position of (account, symbol)."""
-        values = {
-            "account_id": position.account_id,
-            "symbol": position.symbol,
-            "kind": position.kind,
-            "quantity": position.quantity,
-            "entry_price": position.entry_price,
-            "realized_pnl": position.realized_pnl,
-            "fees_paid": position.fees_paid,
-            "leverage": position.leverage,
-            "margin": position.margin,
-            "opened_at": position.opened_at,
-            "updated_at": position.updated_at,
-        }
-        await self._execute(self._for_dialect(_POSITION_UPSERT), values)
+        await self._execute(self._for_dialect(_POSITION_UPSERT), _position_values(position))
 
     async def list_for_user(
         self,

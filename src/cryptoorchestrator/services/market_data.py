@@ -40,6 +40,8 @@ SYNTHETIC = "synthetic"
 RESAMPLE_SOURCES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 LIVE_RETRY_SECONDS = 60.0
 REPLAY_WINDOW_MS = 30 * 86_400_000
+#: How long the list of a symbol's stored timeframes is trusted before it is listed again.
+REPLAY_LIST_SECONDS = 5.0
 HALF_SPREAD = Decimal("0.00005")  # of the price, for tickers and books built from candles
 LEVEL_STEP = Decimal("0.0005")
 
@@ -107,6 +109,9 @@ class MarketDataService:
         self._live_clients: dict[str, MarketSource] = {}
         self._live_down_until: dict[str, float] = {}
         self._replay_origin = clock.timestamp()
+        self._replay_lists: dict[tuple[str, str], tuple[float, DatasetInfo]] = {}
+        self._replay_windows: dict[tuple[str, str], tuple[tuple[int, int, int], DatasetInfo, np.ndarray]] = {}
+        self._replay_tickers: dict[tuple[str, str], tuple[tuple[tuple[int, int, int], int, int], Ticker]] = {}
 
     # --- where the data lives ----------------------------------------------------------
 
@@ -305,37 +310,71 @@ class MarketDataService:
                 self._mark_down(name)
         return self._synthetic_book(name, symbol, limit)
 
-    def _replay_position(self, name: str, symbol: str) -> tuple[str, pd.DataFrame]:
-        """The day of stored candles up to 'now' in replay time.
+    def _replay_window(self, name: str, symbol: str) -> tuple[DatasetInfo, np.ndarray, tuple[int, int, int]]:
+        """The dataset replayed for ``symbol`` (its finest timeframe), the open times of its
+        last ``REPLAY_WINDOW``, and the file's (inode, mtime, size). Remembered while the file is
+        unchanged (the list of datasets for ``REPLAY_LIST_SECONDS``): a ticker is asked for on
+        every paper order, and reading the file each time would hold the event loop."""
+        key = (name, symbol)
+        now = self._clock.timestamp()
+        listed = self._replay_lists.get(key)
+        if listed is None or now - listed[0] >= REPLAY_LIST_SECONDS:
+            infos = self.store.datasets(exchange=name, symbol=symbol)
+            if not infos:
+                raise NotFound(f"No stored candles for {symbol} on {name}.")
+            finest = min(infos, key=lambda i: tf.timeframe_to_ms(i.timeframe))
+            listed = self._replay_lists[key] = (now, finest)
+        info = listed[1]
+        try:
+            stat = self.store.path_for(name, symbol, info.timeframe).stat()
+        except FileNotFoundError:
+            self._replay_lists.pop(key, None)
+            raise NotFound(f"No stored candles for {symbol} on {name}.") from None
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # a rewrite is a new file
+        cached = self._replay_windows.get(key)
+        if cached is not None and cached[0] == version and cached[1].timeframe == info.timeframe:
+            return info, cached[2], version
+        step = tf.timeframe_to_ms(info.timeframe)
+        stamps = self.store.timestamps(name, symbol, info.timeframe)
+        window = stamps[-max(2, REPLAY_WINDOW_MS // step) :]
+        self._replay_windows[key] = (version, info, window)
+        return info, window, version
+
+    def _replay_position(self, name: str, symbol: str) -> tuple[DatasetInfo, int, int, tuple[int, int, int]]:
+        """Where replay stands: (dataset, first, last open time of the day of candles up to 'now'
+        in replay time, file version).
 
         Replay loops over the most recent ``REPLAY_WINDOW`` of the stored series (so a ticker sits
         next to the newest candles a chart shows), one candle per timeframe of wall time since the
         service started, starting one day into the window."""
-        infos = self.store.datasets(exchange=name, symbol=symbol)
-        if not infos:
-            raise NotFound(f"No stored candles for {symbol} on {name}.")
-        info = min(infos, key=lambda i: tf.timeframe_to_ms(i.timeframe))
+        info, window, version = self._replay_window(name, symbol)
         step = tf.timeframe_to_ms(info.timeframe)
-        stamps = self.store.timestamps(name, symbol, info.timeframe)
-        window = stamps[-max(2, REPLAY_WINDOW_MS // step) :]
         rows = len(window)
         day = max(1, 86_400_000 // step)
         elapsed = int((self._clock.timestamp() - self._replay_origin) * 1000) // step
         position = (min(day, rows - 1) + elapsed) % rows
         first = max(0, position - day + 1)
-        frame = self.store.read(
-            name, symbol, info.timeframe, start_ms=int(window[first]), end_ms=int(window[position]) + 1
-        )
+        return info, int(window[first]), int(window[position]), version
+
+    def _replay_frame(self, name: str, symbol: str) -> tuple[str, pd.DataFrame]:
+        info, first, last, _ = self._replay_position(name, symbol)
+        frame = self.store.read(name, symbol, info.timeframe, start_ms=first, end_ms=last + 1)
         return info.source, frame
 
     def _replayed_ticker(self, name: str, symbol: str) -> Ticker:
-        stored_as, frame = self._replay_position(name, symbol)
-        last = frame.iloc[-1]
-        price = _dec(float(last["close"]))
+        info, first, last, version = self._replay_position(name, symbol)
+        key = (name, symbol)
+        cached = self._replay_tickers.get(key)
+        if cached is not None and cached[0] == (version, first, last):
+            return cached[1]
+        frame = self.store.read(name, symbol, info.timeframe, start_ms=first, end_ms=last + 1)
+        stored_as = info.source
+        last_row = frame.iloc[-1]
+        price = _dec(float(last_row["close"]))
         half_spread = _quantize_like(price * HALF_SPREAD, price)
-        return Ticker(
+        ticker = Ticker(
             symbol=symbol,
-            timestamp=int(last["timestamp"]),
+            timestamp=int(last_row["timestamp"]),
             bid=price - half_spread,
             ask=price + half_spread,
             last=price,
@@ -345,11 +384,13 @@ class MarketDataService:
             quote_volume=_dec(round(float((frame["volume"] * frame["close"]).sum()), 8)),
             source=SYNTHETIC if stored_as == SYNTHETIC else "replay",
         )
+        self._replay_tickers[key] = ((version, first, last), ticker)
+        return ticker
 
     def _synthetic_book(self, name: str, symbol: str, limit: int) -> OrderBook:
         """A book built around the replayed price (levels 5 bp apart, sizes from recent volume):
         no depth is stored, so it is labelled ``synthetic`` even when the price is real."""
-        _, frame = self._replay_position(name, symbol)
+        _, frame = self._replay_frame(name, symbol)
         price = _dec(float(frame["close"].iloc[-1]))
         half_spread = _quantize_like(price * HALF_SPREAD, price)
         per_level = max(float(frame["volume"].mean()) / 50.0, 1e-6)

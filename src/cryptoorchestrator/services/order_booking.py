@@ -26,12 +26,13 @@ B6 A parent order that ends with fills and carries ``stop_loss``/``take_profit``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
 from cryptoorchestrator.core.errors import InsufficientBalance
-from cryptoorchestrator.core.ids import new_uuid
+from cryptoorchestrator.core.ids import new_uuid7
+from cryptoorchestrator.core.records import replace
 from cryptoorchestrator.domain.accounts import TradeRecord, TradingAccount
 from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.ledger import Ledger
@@ -149,7 +150,7 @@ def _book_fill(
     reduced = held != 0 and (held > 0) != (fill.side.sign > 0)
     booking.trades.append(
         TradeRecord(
-            id=new_uuid(),
+            id=new_uuid7(),
             user_id=after.user_id,
             account_id=after.account_id,
             order_id=after.id,

@@ -27,14 +27,15 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Protocol
 
 from cryptoorchestrator.core.clock import Clock
-from cryptoorchestrator.core.errors import Conflict, NotFound, OrderRejected
-from cryptoorchestrator.core.ids import new_uuid
+from cryptoorchestrator.core.errors import Conflict, NotFound, OrderRejected, UserError
+from cryptoorchestrator.core.ids import new_uuid7
+from cryptoorchestrator.core.records import replace
 from cryptoorchestrator.domain.accounts import TradingAccount
 from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.ledger import AssetBalance, Ledger, sellable
@@ -51,8 +52,8 @@ from cryptoorchestrator.services.accounts import AccountService
 from cryptoorchestrator.services.bot_crash import crash_point
 from cryptoorchestrator.services.execution import ExecutionClient, OrderEvents
 from cryptoorchestrator.services.order_booking import Booking, book_events
-from cryptoorchestrator.services.paper_batches import PaperItem, PaperQueue
-from cryptoorchestrator.services.ports import UnitOfWork, UnitOfWorkFactory
+from cryptoorchestrator.services.paper_batches import PaperItem, PaperQueue, UnitOfWorkBatchStore
+from cryptoorchestrator.services.ports import OrderBatchStore, UnitOfWork, UnitOfWorkFactory
 
 #: Extra quote locked for a spot market buy above ``quantity * touch * (1 + taker fee)``: the
 #: slippage a market order may pay (the paper fill model caps it at 1 %; venues move faster).
@@ -107,8 +108,10 @@ OrderListener = Callable[[int, Order], Awaitable[None]]
 
 
 def new_client_order_id() -> str:
-    """``co-`` and 24 hex digits: within Binance's 36 characters and its allowed alphabet."""
-    return "co-" + new_uuid().replace("-", "")[:24]
+    """``co-`` and 24 hex digits: within Binance's 36 characters and its allowed alphabet. Taken
+    from a time-ordered UUID (time, then this process's counter, then random bits), so the
+    generated ids of one account are inserted at the end of their unique index."""
+    return "co-" + new_uuid7().replace("-", "")[:24]
 
 
 class OrderService:
@@ -121,8 +124,12 @@ class OrderService:
         market_info: MarketInfoSource,
         execution_for: ExecutionFactory,
         risk_checks: Sequence[RiskCheck] = (),
+        batch_store: OrderBatchStore | None = None,
     ) -> None:
         self._uow = uow_factory
+        #: Where paper batches are loaded and written (``paper_batches``): bootstrap gives the
+        #: SQLite one (two trips per batch); the default works on any unit of work.
+        self.batch_store: OrderBatchStore = batch_store or UnitOfWorkBatchStore(uow_factory)
         self._clock = clock
         self.accounts = accounts
         self._market_info = market_info
@@ -176,40 +183,47 @@ class OrderService:
         """Validate, store, lock, send and book one order (module docstring, steps 1-5)."""
         account = await self.accounts.resolve(user_id, request.account_id)
         instrument = await self.instrument(account, request.symbol)
+        given = request.client_order_id is not None  # a generated id cannot have been used before
         client_id = request.client_order_id or new_client_order_id()
-        fingerprint = _fingerprint(request, instrument.symbol, account.id)
-        if request.client_order_id is not None:  # a generated id cannot have been used before
-            async with self._uow() as uow:
-                existing = await uow.orders.get_by_client_id(account.id, client_id)
+        # What a repeat of a given client order id is compared with (a generated one cannot repeat).
+        fingerprint = _fingerprint(request, instrument.symbol, account.id) if given else ""
+        execution = await self._execution_for(account)
+        paper = execution.mode == "paper"
+        if given and not paper:  # a paper batch looks the id up in its own transaction
+            existing = await self._stored(account.id, client_id)
             if existing is not None:
                 return _same_or_conflict(existing, fingerprint)
-        execution = await self._execution_for(account)
-        reference = await self._reference_price(execution, account, instrument, request)
-        draft = self._draft(user_id, account, instrument, request, client_id, fingerprint, reference)
+        try:
+            reference = await self._reference_price(execution, account, instrument, request)
+            draft = self._draft(user_id, account, instrument, request, client_id, fingerprint, reference)
+        except UserError:
+            # A repeat answers with the first order even when its body would not pass now.
+            existing = await self._stored(account.id, client_id) if given and paper else None
+            if existing is None:
+                raise
+            return _same_or_conflict(existing, fingerprint)
         crash_point("before_persist")  # test hook (bot_crash): inert unless CO_TEST_CRASH_AT is set
-        if execution.mode == "paper":
-            return await self._place_paper(account, instrument, draft, reference, execution)
+        if paper:
+            return await self._place_paper(PaperItem(account, instrument, draft, reference, execution, given))
         stored = await self._store(account, instrument, draft, reference)
         if stored.id != draft.id:
             return _same_or_conflict(stored, fingerprint)
         crash_point("after_persist")  # test hook (bot_crash)
         return await self._send(account, instrument, stored, execution)
 
-    async def _place_paper(
-        self,
-        account: TradingAccount,
-        instrument: Instrument,
-        draft: Order,
-        reference: Decimal,
-        execution: ExecutionClient,
-    ) -> Order:
+    async def _stored(self, account_id: str, client_order_id: str) -> Order | None:
+        async with self._uow() as uow:
+            return await uow.orders.get_by_client_id(account_id, client_order_id)
+
+    async def _place_paper(self, item: PaperItem) -> Order:
         """Steps 2-5 in one transaction for the paper venue (``paper_batches``): it lives in this
         process, so the order is stored, matched and booked together, and orders arriving
         together for one account share the transaction."""
-        queue = self._paper_queues.get(account.id)
+        account_id = item.account.id
+        queue = self._paper_queues.get(account_id)
         if queue is None:
-            queue = self._paper_queues[account.id] = PaperQueue(self, account.id)
-        return await queue.submit(PaperItem(account, instrument, draft, reference, execution))
+            queue = self._paper_queues[account_id] = PaperQueue(self, account_id)
+        return await queue.submit(item)
 
     async def _reference_price(
         self,
@@ -244,7 +258,7 @@ class OrderService:
         instrument.check(quantity, price or stop or reference)
         now = self._clock.now()
         return Order(
-            id=new_uuid(),
+            id=new_uuid7(),
             user_id=user_id,
             account_id=account.id,
             symbol=instrument.symbol,
@@ -261,7 +275,7 @@ class OrderService:
             stop_loss=request.stop_loss,
             take_profit=request.take_profit,
             bot_id=request.bot_id,
-            fingerprint=fingerprint,
+            fingerprint=fingerprint or None,
         )
 
     async def _prepare(
@@ -272,19 +286,33 @@ class OrderService:
         draft: Order,
         reference: Decimal,
         now: datetime,
-        *,
-        loaded: tuple[Ledger, Position | None] | None = None,
-    ) -> Order | tuple[Order, Ledger, Position | None]:
-        """Steps 1-3 inside the caller's transaction: reduce-only and risk checks, the lock, the
-        stored order. Returns the order already stored under the client order id instead when
-        there is one. ``loaded`` passes the ledger and position a batch already holds; every
-        check runs before anything is written, so a refused order leaves the transaction as it
-        found it."""
-        if loaded is None:
-            position = await uow.positions.get(account.id, instrument.symbol)
-            ledger = Ledger(account.id, await uow.ledger.balances_for_update(account.id))
-        else:
-            ledger, position = loaded
+    ) -> Order | tuple[Order, Ledger]:
+        """Steps 1-3 inside the caller's transaction (a live order, stored before it is sent):
+        reduce-only and risk checks, the lock, the stored order. Returns the order already
+        stored under the client order id instead when there is one; the transaction is then
+        not committed."""
+        position = await uow.positions.get(account.id, instrument.symbol)
+        ledger = Ledger(account.id, await uow.ledger.balances_for_update(account.id))
+        order = await self._check_and_lock(account, instrument, draft, reference, now, ledger, position)
+        if not await uow.orders.add(order):
+            stored = await uow.orders.get_by_client_id(account.id, draft.client_order_id)
+            if stored is None:  # pragma: no cover - the unique index said it exists
+                raise Conflict("The order could not be stored; try again.")
+            return stored
+        return order, ledger
+
+    async def _check_and_lock(
+        self,
+        account: TradingAccount,
+        instrument: Instrument,
+        draft: Order,
+        reference: Decimal,
+        now: datetime,
+        ledger: Ledger,
+        position: Position | None,
+    ) -> Order:
+        """Steps 1 and 3 on a loaded ledger: reduce-only, the risk checks, then the lock (all or
+        nothing). Returns the draft with its lock; raises a ``UserError`` when refused."""
         _check_reduce_only(draft, position, instrument)
         asset, amount = lock_for(draft, instrument, reference, position)
         for check in self.risk_checks:
@@ -292,15 +320,7 @@ class OrderService:
         amount = amount.quantize(LOCK_QUANTUM, rounding=ROUND_CEILING)
         if amount > 0:
             ledger.lock(asset, amount, timestamp=now, reference=draft.id)
-        order = replace(draft, locked_asset=asset, locked_amount=amount)
-        if not await uow.orders.add(order):
-            if amount > 0:  # the ledger may be a batch's, which commits: give the lock back
-                ledger.unlock(asset, amount, timestamp=now, reference=draft.id)
-            stored = await uow.orders.get_by_client_id(account.id, draft.client_order_id)
-            if stored is None:  # pragma: no cover - the unique index said it exists
-                raise Conflict("The order could not be stored; try again.")
-            return stored
-        return order, ledger, position
+        return replace(draft, locked_asset=asset, locked_amount=amount)
 
     async def _store(
         self, account: TradingAccount, instrument: Instrument, draft: Order, reference: Decimal
@@ -312,7 +332,7 @@ class OrderService:
             prepared = await self._prepare(uow, account, instrument, draft, reference, now)
             if isinstance(prepared, Order):
                 return prepared
-            _, ledger, _ = prepared
+            _, ledger = prepared
             await uow.ledger.record(account.id, ledger.take_entries(), ledger.balances(), now=now)
             await uow.commit()
         return prepared[0]

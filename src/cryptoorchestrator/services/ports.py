@@ -4,12 +4,19 @@ wires the implementation in; tests may substitute their own."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from cryptoorchestrator.domain.accounts import EquitySnapshot, TradeRecord, TradingAccount
+from cryptoorchestrator.domain.accounts import (
+    AccountSnapshot,
+    BatchChanges,
+    EquitySnapshot,
+    TradeRecord,
+    TradingAccount,
+)
 from cryptoorchestrator.domain.bots import Bot, BotEvent, BotLease
 from cryptoorchestrator.domain.identity import (
     ApiKey,
@@ -385,6 +392,25 @@ class PositionRepository(Protocol):
     async def list(
         self, account_id: str | Sequence[str], *, symbol: str | None = None, open_only: bool = True
     ) -> list[Position]: ...
+
+
+class OrderBatchTransaction(Protocol):
+    """One transaction over one account (the paper group commit, ``services/paper_batches``):
+    ``load`` takes the account's write lock and reads its state, ``write`` stores the batch and
+    commits. Leaving without ``write`` rolls everything back."""
+
+    async def load(
+        self, account_id: str, symbols: Sequence[str], client_order_ids: Sequence[str]
+    ) -> AccountSnapshot: ...
+
+    async def write(self, changes: BatchChanges) -> None:
+        """Store ``changes`` and commit. Raises ``Conflict`` when an order's client order id was
+        taken meanwhile (nothing is stored then)."""
+        ...
+
+
+class OrderBatchStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[OrderBatchTransaction]: ...
 
 
 class EquityRepository(Protocol):

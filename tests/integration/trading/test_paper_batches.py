@@ -1,0 +1,122 @@
+"""The paper group commit (``services/paper_batches``): orders of one account that arrive
+together share a transaction, yet each caller gets exactly its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cryptoorchestrator.services import paper_batches
+from cryptoorchestrator.services.paper_batches import PaperQueue
+from cryptoorchestrator.testing.api import assert_error, register_user
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sizes: list[int] = []
+    process = PaperQueue._process
+
+    async def counted(self: PaperQueue, items: list[Any]) -> Any:
+        sizes.append(len(items))
+        return await process(self, items)
+
+    monkeypatch.setattr(PaperQueue, "_process", counted)
+    return sizes
+
+
+async def test_a_burst_of_mixed_orders_each_gets_its_own_answer(trading, batch_sizes):
+    user = await register_user(trading.http, "burst")
+    limit_price = (await trading.price() / 2).quantize(Decimal("0.01"))
+    bodies = [
+        {"symbol": "BTC/USDT", "side": "buy", "quantity": "0.001", "client_order_id": "same"},
+        {"symbol": "BTC/USDT", "side": "buy", "quantity": "0.001", "client_order_id": "same"},  # a repeat
+        {"symbol": "BTC/USDT", "side": "buy", "quantity": "0.002", "client_order_id": "same"},  # reused id
+        {"symbol": "BTC/USDT", "side": "buy", "quantity": "5"},  # more than the account holds
+        {"symbol": "ETH/USDT", "side": "buy", "quantity": "0.01"},
+        {"symbol": "BTC/USDT", "side": "sell", "quantity": "0.5", "reduce_only": True},  # more than held
+        {
+            "symbol": "BTC/USDT",
+            "side": "buy",
+            "type": "limit",
+            "quantity": "0.001",
+            "price": f"{limit_price}",
+        },
+        {"symbol": "ETH/USDT", "side": "buy", "quantity": "0.02"},
+    ]
+    answers = await asyncio.gather(
+        *(trading.http.post("/api/v1/orders", headers=user.headers, json=body) for body in bodies)
+    )
+    assert sum(batch_sizes) == len(bodies)  # each reached the queue (how they group is timing)
+    first, repeat, reused, too_big, eth, reduce, limit, eth2 = answers
+    assert first.status_code == repeat.status_code == 201
+    assert first.json()["id"] == repeat.json()["id"] and first.json()["status"] == "filled"
+    assert_error(reused, 409, "CONFLICT")
+    assert_error(too_big, 400, "INSUFFICIENT_BALANCE")
+    assert reduce.status_code == 400, reduce.text
+    assert eth.json()["status"] == eth2.json()["status"] == "filled"
+    assert limit.json()["status"] == "new" and Decimal(limit.json()["filled_quantity"]) == 0
+    listed = (await trading.http.get("/api/v1/orders", headers=user.headers)).json()
+    assert listed["total"] == 4  # the failed ones stored nothing
+    balance = (await trading.http.get("/api/v1/balance", headers=user.headers)).json()
+    usdt = next(b for b in balance["balances"] if b["asset"] == "USDT")
+    assert Decimal(usdt["locked"]) == Decimal(limit.json()["quantity"]) * limit_price * Decimal("1.001")
+    positions = (await trading.http.get("/api/v1/positions", headers=user.headers)).json()
+    held = {p["symbol"]: p["quantity"] for p in positions["items"]}
+    assert held == {"BTC/USDT": "0.001", "ETH/USDT": "0.03"}
+
+
+async def test_a_repeat_answers_the_first_order_even_when_its_body_would_fail_now(trading):
+    user = await register_user(trading.http, "repeat")
+    body = {"symbol": "BTC/USDT", "side": "buy", "quantity": "0.5", "client_order_id": "big-1"}
+    first = await trading.http.post("/api/v1/orders", headers=user.headers, json=body)
+    assert first.status_code == 201, first.text
+    again = await trading.http.post("/api/v1/orders", headers=user.headers, json=body)
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+
+
+class _Service:
+    """Stands in for the order service: counts the batches a queue hands over."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def _after_booking(self, account: Any, booking: Any) -> None:
+        return None
+
+
+async def test_linger_waits_for_expected_callers_and_never_for_a_lone_one(monkeypatch):
+    service = _Service()
+    queue = PaperQueue(service, "acc")  # type: ignore[arg-type]
+
+    async def process(items: list[Any]) -> Any:
+        service.batches.append(list(items))
+        await asyncio.sleep(0.002)  # the commit
+        return [item.draft for item in items], paper_batches.Booking()
+
+    monkeypatch.setattr(queue, "_process", process)
+    account = type("A", (), {"id": "acc"})()
+
+    def item(n: int) -> Any:
+        return paper_batches.PaperItem(account, None, n, Decimal(1), None)  # type: ignore[arg-type]
+
+    # A lone caller: answered without waiting for anybody.
+    assert await asyncio.wait_for(queue.submit(item(0)), 0.5) == 0
+    # Four callers at once, then the same four again one loop turn apart: the second round is
+    # gathered into one batch, because the last batch held four.
+    assert await asyncio.gather(*(queue.submit(item(n)) for n in range(1, 5))) == [1, 2, 3, 4]
+
+    async def later(n: int) -> Any:
+        await asyncio.sleep(0.0002 * n)
+        return await queue.submit(item(n))
+
+    assert await asyncio.gather(*(later(n) for n in range(5, 9))) == [5, 6, 7, 8]
+    assert [len(batch) for batch in service.batches] == [1, 4, 4]
+    # When fewer come than expected, the batch goes after the linger gap, not later.
+    started = asyncio.get_running_loop().time()
+    assert await queue.submit(item(9)) == 9
+    assert asyncio.get_running_loop().time() - started < 0.5
