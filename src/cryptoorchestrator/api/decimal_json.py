@@ -11,7 +11,7 @@ columns could not store a ``Decimal``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -26,11 +26,31 @@ class DecimalJSONRequest(Request):
         return self._json
 
 
+#: An endpoint's shortcut past FastAPI's request handling for its common case: it answers, or
+#: returns None and the request goes through FastAPI as usual (see ``DecimalJSONRoute``).
+FastPath = Callable[[Request], Awaitable[Response | None]]
+
+
 class DecimalJSONRoute(APIRoute):
+    """Routes whose JSON numbers are read as ``Decimal``.
+
+    An endpoint may carry a ``fast_path`` attribute (a :data:`FastPath`): it is tried first with
+    the same request object and answers the requests it is sure of (an authenticated caller, a
+    JSON body its model accepts) without FastAPI's per-request dependency solving, a quarter of
+    an order's time in the API. Anything else it returns None for, and FastAPI handles the
+    request from the start (the body it read is kept on the request), so every error answer,
+    its order (authentication before the body) and the OpenAPI description stay FastAPI's."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        fast: FastPath | None = getattr(self.endpoint, "fast_path", None)
 
         async def decimal_handler(request: Request) -> Response:
-            return await handler(DecimalJSONRequest(request.scope, request.receive))
+            decimal_request = DecimalJSONRequest(request.scope, request.receive)
+            if fast is not None:
+                response = await fast(decimal_request)
+                if response is not None:
+                    return response
+            return await handler(decimal_request)
 
         return decimal_handler

@@ -120,3 +120,68 @@ async def test_linger_waits_for_expected_callers_and_never_for_a_lone_one(monkey
     started = asyncio.get_running_loop().time()
     assert await queue.submit(item(9)) == 9
     assert asyncio.get_running_loop().time() - started < 0.5
+
+
+CASES = {
+    "invalid json": {"content": b"{not json", "headers": {"content-type": "application/json"}},
+    "empty": {"content": b"", "headers": {"content-type": "application/json"}},
+    "no content type": {"content": b'{"symbol": "BTC/USDT", "side": "buy", "quantity": "0.001"}'},
+    "text": {"content": b'{"symbol": "BTC/USDT", "side": "buy", "quantity": "0.001"}',
+             "headers": {"content-type": "text/plain"}},
+    "missing": {"json": {"side": "buy", "quantity": "1"}},
+    "bad decimal": {"json": {"symbol": "BTC/USDT", "side": "buy", "quantity": "abc"}},
+    "extra": {"json": {"symbol": "BTC/USDT", "side": "buy", "quantity": "1", "zzz": 1}},
+    "array": {"json": [1]},
+    "bad side": {"json": {"symbol": "BTC/USDT", "side": "up", "quantity": "1"}},
+    "unknown symbol": {"json": {"symbol": "NOPE/USDT", "side": "buy", "quantity": "1"}},
+    "float": {"json": {"symbol": "BTC/USDT", "side": "buy", "quantity": 0.001}},
+    "camel case": {"json": {"symbol": "BTC/USDT", "side": "buy", "quantity": "0.001", "reduceOnly": False}},
+}  # fmt: skip
+
+
+def _comparable(response: Any) -> tuple[int, Any]:
+    body = response.json()
+    if isinstance(body, dict):
+        for key in ("id", "order_id", "client_order_id", "account_id", "created_at", "updated_at",
+                    "exchange_order_id", "average_price", "fees"):  # fmt: skip
+            body.pop(key, None)
+        body.get("error", {}).pop("request_id", None)
+    return response.status_code, body
+
+
+async def test_the_fast_path_answers_exactly_as_fastapi_does(app_factory, monkeypatch):
+    """POST /orders skips FastAPI's dependency solving for its common case
+    (``place_order.fast_path``); every answer, errors included, is the one FastAPI gives."""
+    from cryptoorchestrator.api.routers import orders as orders_router
+    from tests.conftest import client_for
+
+    answered_fast: list[bool] = []
+    shortcut = orders_router.place_order.fast_path
+
+    async def counted(request: Any) -> Any:
+        response = await shortcut(request)
+        answered_fast.append(response is not None)
+        return response
+
+    monkeypatch.setattr(orders_router.place_order, "fast_path", counted)
+    answers: dict[str, dict[str, tuple[int, Any]]] = {}
+    for mode in ("fast", "fastapi"):
+        if mode == "fastapi":
+            monkeypatch.delattr(orders_router.place_order, "fast_path")
+        app, _ = await app_factory(synthetic_data=True, synthetic_symbols=["BTC/USDT"], paper_poll_seconds=0)
+        async with client_for(app) as http:
+            user = await register_user(http, f"mode-{mode}")
+            answers[mode] = {}
+            for name, case in CASES.items():
+                headers = {**user.headers, **case.get("headers", {})}
+                kwargs = {key: value for key, value in case.items() if key != "headers"}
+                for path in ("/api/v1/orders", "/api/v1/trading/orders"):
+                    answers[mode][f"{path} {name}"] = _comparable(
+                        await http.post(path, headers=headers, **kwargs)
+                    )
+            anonymous = await http.post("/api/v1/orders", json=CASES["float"]["json"])
+            answers[mode]["anonymous"] = _comparable(anonymous)
+    assert answers["fast"] == answers["fastapi"]
+    assert answered_fast.count(True) == 4  # float and camel case, on both paths
+    assert answers["fast"]["/api/v1/orders float"][0] == 201
+    assert answers["fast"]["anonymous"][0] == 401
