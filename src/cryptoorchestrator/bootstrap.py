@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cryptoorchestrator import __version__
 from cryptoorchestrator.config.logging import get_logger
 from cryptoorchestrator.config.settings import Settings
@@ -298,7 +300,7 @@ def build_trading(
     market_data: MarketDataService,
     secret_box: SecretBox,
     venue_factory: VenueFactory | None,
-    engine: Any = None,
+    engine: AsyncEngine | None = None,
 ) -> TradingCore:
     """The trading core: accounts, the paper venue on the market-data service's prices, live
     venues from exchange credentials, orders and the portfolio."""

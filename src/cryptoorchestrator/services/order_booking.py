@@ -60,6 +60,11 @@ class Booking:
     protect: list[Order] = field(default_factory=list)
 
 
+def account_leverage(account: TradingAccount) -> dict[str, Decimal]:
+    """The leverage the account set per symbol (``settings["leverage"]``, stored as text)."""
+    return {symbol: Decimal(str(value)) for symbol, value in account.settings.get("leverage", {}).items()}
+
+
 def book_events(
     *,
     account: TradingAccount,

@@ -51,7 +51,7 @@ from cryptoorchestrator.domain.positions import Position
 from cryptoorchestrator.services.accounts import AccountService
 from cryptoorchestrator.services.bot_crash import crash_point
 from cryptoorchestrator.services.execution import ExecutionClient, OrderEvents
-from cryptoorchestrator.services.order_booking import Booking, book_events
+from cryptoorchestrator.services.order_booking import Booking, account_leverage, book_events
 from cryptoorchestrator.services.paper_batches import PaperItem, PaperQueue, UnitOfWorkBatchStore
 from cryptoorchestrator.services.ports import OrderBatchStore, UnitOfWork, UnitOfWorkFactory
 
@@ -407,7 +407,6 @@ class OrderService:
         for symbol in instruments:
             if symbol not in positions:
                 positions[symbol] = await uow.positions.get(account.id, symbol)
-        leverage = account.settings.get("leverage", {})
         return book_events(
             account=account,
             events=[(oid, event) for oid, event in events if oid in orders],
@@ -415,7 +414,7 @@ class OrderService:
             instruments=instruments,
             ledger=ledger,
             positions=positions,
-            leverage={symbol: Decimal(str(value)) for symbol, value in leverage.items()},
+            leverage=account_leverage(account),
             now=now,
         )
 

@@ -43,7 +43,7 @@ from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.ledger import Ledger
 from cryptoorchestrator.domain.orders import Order, OrderStatus
 from cryptoorchestrator.domain.positions import Position
-from cryptoorchestrator.services.order_booking import Booking, book_events
+from cryptoorchestrator.services.order_booking import Booking, account_leverage, book_events
 from cryptoorchestrator.services.ports import UnitOfWork, UnitOfWorkFactory
 
 if TYPE_CHECKING:
@@ -214,9 +214,7 @@ class _Batch:
 
     def __init__(self, account: TradingAccount, now: datetime) -> None:
         self.now = now
-        self.leverage = {
-            symbol: Decimal(str(value)) for symbol, value in account.settings.get("leverage", {}).items()
-        }
+        self.leverage = account_leverage(account)
         self.booking = Booking()
         self.outcomes: list[Order | BaseException] = []
         self.orders: list[Order] = []  # the new orders, as placed (their final state is in booking)
