@@ -104,7 +104,8 @@ class Liquidity(StrEnum):
     TAKER = "taker"
 
 
-@dataclass(frozen=True, slots=True)
+# No slots: core.records.replace copies a Fill as its __dict__ (a few are made per order).
+@dataclass(frozen=True)
 class Fill:
     """One execution of an order. ``fee`` is charged in ``fee_asset`` (base or quote)."""
 
@@ -181,7 +182,8 @@ OrderEvent = Accepted | Filled | Canceled | Rejected | Expired | OutcomeUnknown 
 # --- the order --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# No slots: core.records.replace copies an Order as its __dict__ (several times per order).
+@dataclass(frozen=True)
 class Order:
     """An order as the platform tracks it. Immutable: :func:`apply_event` returns a new one.
 

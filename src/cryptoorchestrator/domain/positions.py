@@ -59,7 +59,8 @@ PRICE_QUANTUM = Decimal("1e-18")
 _WIDE = Context(prec=60)
 
 
-@dataclass(frozen=True, slots=True)
+# No slots: core.records.replace copies a Position as its __dict__ (a few are made per order).
+@dataclass(frozen=True)
 class Position:
     """A position in one symbol of one account.
 

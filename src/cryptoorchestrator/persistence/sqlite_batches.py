@@ -21,7 +21,8 @@ with ``check_same_thread=False`` for this; a connection is used by one side at a
 checked out of the pool for the whole batch, and aiosqlite's thread has nothing queued for it).
 
 Values are converted by SQLAlchemy's own bind and result processors of the tables' column types
-for this dialect (``_Codec``), so rows written here read back through the repositories exactly as
+for this dialect (``_Codec``; for the platform's own ``Money`` and ``UTCDateTime`` the functions
+behind them, called directly), so rows written here read back through the repositories exactly as
 theirs do, and the other way round. A batch that leaves without ``write`` is rolled back.
 
 It uses aiosqlite's ``Connection._execute`` (run a function in the connection's thread), which
@@ -54,13 +55,13 @@ from cryptoorchestrator.persistence.tables import (
     OrderRow,
     PositionRow,
     UTCDateTime,
+    sqlite_datetime_text,
+    storable_text,
 )
 from cryptoorchestrator.persistence.trading_repositories import (
     _balance_values,
-    _entry_values,
-    _fill_values,
+    _fees_json,
     _order,
-    _order_values,
     _position,
     _position_values,
 )
@@ -79,6 +80,30 @@ def supported(engine: AsyncEngine) -> bool:
     return callable(getattr(aiosqlite.Connection, "_execute", None))
 
 
+def _recent_instants(process: Processor) -> Processor:
+    """``process`` for instants, remembering its last few hundred answers: a batch stamps most
+    of its rows with the same few instants (the batch's ``now``, each fill's time)."""
+    memory: dict[Any, str] = {}
+
+    def remembered(value: Any) -> str:
+        text = memory.get(value)
+        if text is None:
+            if len(memory) >= 256:
+                memory.clear()
+            text = memory[value] = process(value)
+        return text
+
+    return remembered
+
+
+#: The bind processors of the platform's own column types on SQLite, called directly (they give
+#: what the SQLAlchemy processors give, tested): a batch converts some thirty values per order.
+_SQLITE_BINDS: dict[type, Callable[[], Processor]] = {
+    Money: lambda: storable_text,
+    UTCDateTime: lambda: _recent_instants(sqlite_datetime_text),
+}
+
+
 class _Codec:
     """One table's rows as SQLite stores them (the columns in ``columns``, in that order)."""
 
@@ -90,10 +115,9 @@ class _Codec:
         for index, name in enumerate(self.columns):
             declared = table.c[name].type
             column_type = declared.dialect_impl(dialect)
-            bind = column_type.bind_processor(dialect)
+            fast = _SQLITE_BINDS.get(type(declared))
+            bind = fast() if fast is not None else column_type.bind_processor(dialect)
             if bind is not None:
-                if isinstance(declared, Money | UTCDateTime):
-                    bind = _memoized(bind)
                 self._bind.append((index, bind))
             result = column_type.result_processor(dialect, None)
             if result is not None:
@@ -106,15 +130,34 @@ class _Codec:
         """``params(values)``: the row's parameters in column order, each through its column's
         processor unless it is None (which every processor passes through). Generated once per
         table: one expression per column instead of a loop over them for every row."""
+        return self._generate("values", {name: f"values[{name!r}]" for name in self.columns}, {})
+
+    def record_params(
+        self, special: dict[str, str], helpers: dict[str, Any]
+    ) -> Callable[[Any], tuple[Any, ...]]:
+        """``params`` straight from a domain record ``r``, without the dictionary of values in
+        between (the repositories' ``_*_values``): column ``name`` is ``r.name`` unless
+        ``special`` gives its expression (``"r.side.value"``), which may use ``helpers``. The
+        batch tests read the rows back through the repositories, so both stay in step."""
+        unknown = set(special) - set(self.columns)
+        if unknown:
+            raise ValueError(f"{self.table} has no column(s) {sorted(unknown)}")
+        expressions = {name: special.get(name, f"r.{name}") for name in self.columns}
+        return self._generate("r", expressions, helpers)
+
+    def _generate(
+        self, argument: str, expressions: dict[str, str], helpers: dict[str, Any]
+    ) -> Callable[[Any], tuple[Any, ...]]:
         processors = dict(self._bind)
         namespace: dict[str, Any] = {f"p{index}": process for index, process in processors.items()}
+        namespace.update(helpers)
         parts = []
         for index, name in enumerate(self.columns):
             if index in processors:
-                parts.append(f"None if (x{index} := values[{name!r}]) is None else p{index}(x{index})")
+                parts.append(f"None if (x{index} := {expressions[name]}) is None else p{index}(x{index})")
             else:
-                parts.append(f"values[{name!r}]")
-        source = "def params(values):\n    return (" + ", ".join(parts) + ",)\n"
+                parts.append(expressions[name])
+        source = f"def params({argument}):\n    return (" + ", ".join(parts) + ",)\n"
         exec(source, namespace)  # noqa: S102 - built from the table's own column names
         return namespace["params"]  # type: ignore[no-any-return]
 
@@ -139,24 +182,6 @@ class _Codec:
         return self.insert(f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {changed}")
 
 
-def _memoized(process: Processor) -> Processor:
-    """``process`` remembering its answers: a batch writes the same instant (``now``) and the
-    same amounts many times. Exact: equal decimals have one canonical text, equal instants one
-    UTC text. The memory is emptied when it grows past a few thousand values."""
-    memory: dict[Any, Any] = {}
-
-    def remembered(value: Any) -> Any:
-        try:
-            return memory[value]
-        except KeyError:
-            if len(memory) >= 4096:
-                memory.clear()
-            result = memory[value] = process(value)
-            return result
-
-    return remembered
-
-
 def _marks(count: int) -> str:
     return ", ".join("?" for _ in range(count))
 
@@ -178,6 +203,14 @@ class SqliteOrderBatchStore:
         self._balances_sql = (
             f"SELECT {self._balances.select_list} FROM {self._balances.table} WHERE account_id = ?"  # noqa: S608
         )
+        # Rows straight from the records (what _order_values, _fill_values, _entry_values give).
+        enum_value = {name: f"r.{name}.value" for name in ("side", "type", "status", "time_in_force")}
+        self._order_params = self._orders.record_params(
+            {**enum_value, "fees": "_fees_json(r.fees)", "trade_ids": "sorted(r.trade_ids)"},
+            {"_fees_json": _fees_json},
+        )
+        self._fill_params = self._fills.record_params({}, {})
+        self._entry_params = self._entries.record_params({}, {})
         self._sql_order_insert = self._orders.insert()
         self._sql_fill_insert = self._fills.insert()
         self._sql_entry_insert = self._entries.insert()
@@ -291,9 +324,9 @@ class _SqliteBatch:
     async def write(self, changes: BatchChanges) -> None:
         store = self._store
         statements = [
-            (store._sql_order_insert, [store._orders.params(_order_values(o)) for o in changes.orders]),
-            (store._sql_fill_insert, [store._fills.params(_fill_values(f)) for f in changes.fills]),
-            (store._sql_entry_insert, [store._entries.params(_entry_values(e)) for e in changes.entries]),
+            (store._sql_order_insert, [store._order_params(order) for order in changes.orders]),
+            (store._sql_fill_insert, [store._fill_params(fill) for fill in changes.fills]),
+            (store._sql_entry_insert, [store._entry_params(entry) for entry in changes.entries]),
             (
                 store._sql_balance_upsert,
                 [

@@ -57,6 +57,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_datetime_text(value: datetime) -> str:
+    """What a ``UTCDateTime`` column stores on SQLite (the dialect's ``DATETIME`` text of the UTC
+    instant, ``YYYY-MM-DD HH:MM:SS.ffffff``), from ``isoformat``: the same text as the column's
+    bind processor, about twice as fast (the paper order batch writes a few per order)."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+    text = value.isoformat(" ")
+    return text[:26] if value.microsecond else text[:19] + ".000000"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -245,22 +257,31 @@ def canonical_decimal(value: Decimal | int | str) -> Decimal:
 
 def storable_text(value: Decimal | int | str) -> str:
     """The canonical text of ``value`` as a NUMERIC(38, 18) column keeps it (see
-    :func:`storable_decimal`): what the SQLite column stores."""
+    :func:`storable_decimal`): what the SQLite column stores. String operations on the
+    positional text (every order writes some twenty amounts through here)."""
     if type(value) is not Decimal:
         value = Decimal(value)
-    if not value.is_finite():
-        raise ValueError(f"not a finite number: {value}")
-    text = format(value, "f")
+    text = format(value, "f")  # positional, exact
     point = text.find(".")
-    if point >= 0 and len(text) - point > 19:  # more than 18 decimal places: round half-even
-        value = value.quantize(_MONEY_SCALE, context=_MONEY_CONTEXT)
-        text = format(value, "f")
-    if not value:
-        return "0"
-    if value.copy_abs() >= _MONEY_LIMIT:  # copy_abs: abs() would round to the context's precision
+    if point < 0:
+        if not text[-1].isdigit():  # NaN, sNaN, Infinity
+            raise ValueError(f"not a finite number: {value}")
+        digits = len(text)
+    else:
+        if len(text) - point > 19:  # more than 18 decimal places: round half-even
+            value = value.quantize(_MONEY_SCALE, context=_MONEY_CONTEXT)
+            text = format(value, "f")
+            point = text.find(".")
+        text = text.rstrip("0")
+        if text[-1] == ".":
+            text = text[:-1]
+        digits = point  # of the integer part (positional text has no leading zeros but "0")
+    if text[0] == "-":
+        if text == "-0":
+            return "0"
+        digits -= 1
+    if digits > 20:  # |value| >= 10**20
         raise ValueError(f"out of range for NUMERIC(38, 18): {value}")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
     return text
 
 

@@ -79,13 +79,18 @@ class PaperQueue:
         self._task: asyncio.Task[None] | None = None
         self._last_size = 1
         self._arrival: asyncio.Future[bool] | None = None
+        self._expected = 1  # how many waiting orders complete the batch being lingered for
+        self._last_arrival = 0.0  # loop.time() of the last submit
+        self._timer: asyncio.TimerHandle | None = None  # the linger timer
 
     async def submit(self, item: PaperItem) -> Order:
-        future: asyncio.Future[Order] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Order] = loop.create_future()
         self._waiting.append((item, future))
+        self._last_arrival = loop.time()
         arrival = self._arrival
-        if arrival is not None and not arrival.done():
-            arrival.set_result(True)
+        if arrival is not None and len(self._waiting) >= self._expected and not arrival.done():
+            arrival.set_result(True)  # the batch is complete: it need not wait for the timer
         if not self._draining:
             self._draining = True
             self._task = asyncio.create_task(self._drain(), name=f"paper-orders-{self.account_id}")
@@ -95,18 +100,34 @@ class PaperQueue:
         """Adaptive group commit: when fewer orders wait than the last batch held, the callers
         that sent those are probably sending again; wait for them while they keep arriving (at
         most ``LINGER_GAP`` seconds after the last one) instead of committing a batch of one and
-        then a batch of the rest. A lone caller (last batch of one) never waits."""
+        then a batch of the rest. A lone caller (last batch of one) never waits. The drain task
+        is woken once, when the batch is complete or the gap has passed, not on every arrival."""
+        expected = min(self._last_size, MAX_BATCH)
+        if len(self._waiting) >= expected:
+            return
         loop = asyncio.get_running_loop()
-        while len(self._waiting) < min(self._last_size, MAX_BATCH):
-            arrival = self._arrival = loop.create_future()
-            timer = loop.call_later(LINGER_GAP, _settle, arrival)
-            try:
-                arrived = await arrival
-            finally:
-                timer.cancel()
-                self._arrival = None
-            if not arrived:
-                return
+        arrival = self._arrival = loop.create_future()
+        self._expected = expected
+        self._timer = loop.call_later(LINGER_GAP, self._gap_passed, arrival)
+        try:
+            await arrival
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
+            self._arrival = None
+
+    def _gap_passed(self, arrival: asyncio.Future[bool]) -> None:
+        """The linger timer: stop waiting when nothing arrived for ``LINGER_GAP`` seconds,
+        else look again when that much time has passed since the last arrival."""
+        if arrival.done():
+            return
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._last_arrival
+        if quiet >= LINGER_GAP:
+            arrival.set_result(False)
+        else:
+            self._timer = loop.call_later(LINGER_GAP - quiet, self._gap_passed, arrival)
 
     async def _drain(self) -> None:
         try:
@@ -264,11 +285,6 @@ class _UnitOfWorkBatch:
             await uow.positions.save(position)
         await uow.ledger.record(changes.account_id, changes.entries, changes.balances, now=changes.now)
         await uow.commit()
-
-
-def _settle(arrival: asyncio.Future[bool]) -> None:
-    if not arrival.done():
-        arrival.set_result(False)
 
 
 def _same_or_conflict(existing: Order, draft: Order) -> Order | BaseException:

@@ -122,6 +122,45 @@ async def test_linger_waits_for_expected_callers_and_never_for_a_lone_one(monkey
     assert asyncio.get_running_loop().time() - started < 0.5
 
 
+async def test_linger_counts_its_gap_from_the_last_arrival(monkeypatch):
+    """Callers that keep arriving within the gap of each other are gathered even when they take
+    several gaps in all; the drain task is woken once for the batch, not once per arrival."""
+    monkeypatch.setattr(paper_batches, "LINGER_GAP", 0.3)
+    service = _Service()
+    queue = PaperQueue(service, "acc")  # type: ignore[arg-type]
+
+    async def process(items: list[Any]) -> Any:
+        service.batches.append(list(items))
+        return [item.draft for item in items], paper_batches.Booking()
+
+    monkeypatch.setattr(queue, "_process", process)
+    account = type("A", (), {"id": "acc"})()
+
+    def item(n: int) -> Any:
+        return paper_batches.PaperItem(account, None, n, Decimal(1), None)  # type: ignore[arg-type]
+
+    assert await asyncio.gather(*(queue.submit(item(n)) for n in range(4))) == [0, 1, 2, 3]
+    wakeups = 0
+    settle = queue._gap_passed
+
+    def counted(arrival: Any) -> None:
+        nonlocal wakeups
+        wakeups += 1
+        settle(arrival)
+
+    monkeypatch.setattr(queue, "_gap_passed", counted)
+
+    async def later(n: int) -> Any:
+        await asyncio.sleep(0.15 * (n - 4))  # half the gap apart, one and a half gaps in all
+        return await queue.submit(item(n))
+
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.gather(*(later(n) for n in range(4, 8))) == [4, 5, 6, 7]
+    assert [len(batch) for batch in service.batches] == [4, 4]
+    assert asyncio.get_running_loop().time() - started < 1.5  # went when the fourth came
+    assert wakeups <= 2  # the timer looked again at most once or twice, the arrivals never woke it
+
+
 CASES = {
     "invalid json": {"content": b"{not json", "headers": {"content-type": "application/json"}},
     "empty": {"content": b"", "headers": {"content-type": "application/json"}},

@@ -50,6 +50,22 @@ def test_replace_with_no_change_copies_and_an_unknown_field_is_a_type_error() ->
     assert replace(AssetBalance("BTC", Decimal(1), Decimal(0)), locked=Decimal(2)).locked == 2
 
 
+def test_both_kinds_of_dataclass_are_copied_as_dataclasses_replace_copies_them() -> None:
+    # Order keeps its fields in a __dict__ (copied as a dictionary), AssetBalance in slots
+    # (copied by a generated function); the copy is a separate, equally frozen object.
+    assert not hasattr(Order, "__slots__") and hasattr(AssetBalance, "__slots__")
+    balance = AssetBalance("BTC", Decimal(1), Decimal(0))
+    for record, change in ((ORDER, {"reason": "x"}), (balance, {"free": Decimal(3)})):
+        copy = replace(record, **change)
+        assert copy == dataclasses.replace(record, **change) and copy is not record
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            copy.asset = "ETH"  # type: ignore[misc, union-attr]
+    copy = replace(ORDER, fees={"USDT": Decimal(1)})
+    assert ORDER.fees == {"BTC": Decimal("0.001")} and copy.__dict__ is not ORDER.__dict__
+    with pytest.raises(TypeError, match="colour"):
+        replace(balance, colour="red")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Checked:
     value: int

@@ -4,7 +4,7 @@ of each rule of the module docstring."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Context, Decimal, localcontext
 from typing import TypeVar
 
@@ -635,7 +635,7 @@ def run_swap_trade(model: SwapModel, operation: tuple[object, ...]) -> None:
     ledger = model.ledger
     model.trades += 1
     fill = swap_fill(side.value, str(quantity), str(price), fee=str(quantity * price * D("0.0004")))
-    fill = Fill(**{**{name: getattr(fill, name) for name in Fill.__slots__}, "trade_id": f"t{model.trades}"})
+    fill = replace(fill, trade_id=f"t{model.trades}")
     order_locked = D(0)
     if with_lock:
         wanted = quantity * price / leverage + fill.fee
