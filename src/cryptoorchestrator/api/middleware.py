@@ -24,6 +24,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cryptoorchestrator.api.errors import envelope
@@ -177,6 +178,10 @@ def bearer_token(authorization: str | None) -> str | None:
     return None
 
 
+#: The status recorded for a request whose client disconnected before it was answered (nginx's).
+CLIENT_CLOSED_REQUEST = 499
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -225,6 +230,11 @@ class RequestContextMiddleware:
             if token is not None and self.auth is not None:
                 await self._authenticate(token, state)
             await self.app(scope, receive, response.send)
+        except ClientDisconnect:
+            # The client went away while its body was being read: nobody to answer, nothing
+            # went wrong here. Counted as 499 (the status proxies use for it), not logged as an error.
+            self.logger.info("client_disconnected", method=scope["method"], path=scope["path"])
+            response.status = CLIENT_CLOSED_REQUEST
         except Exception:
             self.logger.exception("unhandled_exception", method=scope["method"], path=scope["path"])
             if not response.started:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
 
-from cryptoorchestrator.testing.api import ApiUser, assert_error
+from cryptoorchestrator.testing.api import ApiUser, assert_error, register_user
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,41 @@ async def test_unexpected_exception_is_500_without_traceback(app, client, caplog
     assert logged, "the traceback must be logged"
     assert "secret internal detail" in str(logged[-1].exc_info[1])
     assert error["request_id"]
+
+
+@pytest.mark.parametrize(("path", "status"), [("/api/v1/orders", "499"), ("/api/v1/auth/login", "400")])
+async def test_a_client_gone_before_its_body_arrived_is_no_error(app, client, caplog, path, status):
+    """The fast order path and FastAPI's own both read the body; a client that disconnects
+    meanwhile is nobody to answer: no 500, no traceback logged. The order path counts it as 499
+    (FastAPI answers its own body errors with 400)."""
+    user = await _user(client)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", user.headers["Authorization"].encode()),
+    ]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO):
+        await app(scope, receive, send)
+    assert not [m for m in sent if m.get("status") == 500]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    metrics = (await client.get("/metrics")).text
+    assert f'route="{path}",status="{status}"' in metrics
+
+
+async def _user(client: httpx.AsyncClient) -> ApiUser:
+    return await register_user(client, "gone")
 
 
 async def test_request_id_is_echoed_or_generated(client):
