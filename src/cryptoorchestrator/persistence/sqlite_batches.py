@@ -63,7 +63,6 @@ from cryptoorchestrator.persistence.trading_repositories import (
     _fees_json,
     _order,
     _position,
-    _position_values,
 )
 
 Processor = Callable[[Any], Any]
@@ -203,7 +202,7 @@ class SqliteOrderBatchStore:
         self._balances_sql = (
             f"SELECT {self._balances.select_list} FROM {self._balances.table} WHERE account_id = ?"  # noqa: S608
         )
-        # Rows straight from the records (what _order_values, _fill_values, _entry_values give).
+        # Rows straight from the records (what the repositories' _order_values etc. give).
         enum_value = {name: f"r.{name}.value" for name in ("side", "type", "status", "time_in_force")}
         self._order_params = self._orders.record_params(
             {**enum_value, "fees": "_fees_json(r.fees)", "trade_ids": "sorted(r.trade_ids)"},
@@ -211,6 +210,7 @@ class SqliteOrderBatchStore:
         )
         self._fill_params = self._fills.record_params({}, {})
         self._entry_params = self._entries.record_params({}, {})
+        self._position_params = self._positions.record_params({}, {})
         self._sql_order_insert = self._orders.insert()
         self._sql_fill_insert = self._fills.insert()
         self._sql_entry_insert = self._entries.insert()
@@ -334,10 +334,7 @@ class _SqliteBatch:
                     for balance in changes.balances.values()
                 ],
             ),
-            (
-                store._sql_position_upsert,
-                [store._positions.params(_position_values(p)) for p in changes.positions],
-            ),
+            (store._sql_position_upsert, [store._position_params(p) for p in changes.positions]),
         ]
 
         def work(connection: sqlite3.Connection) -> None:

@@ -82,6 +82,20 @@ _POSITIONS = cast(Table, PositionRow.__table__)
 _EQUITY = cast(Table, EquitySnapshotRow.__table__)
 
 
+def _same_named(columns: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    """The values of a row whose columns are the record's attributes of the same names."""
+
+    def values(record: Any) -> dict[str, Any]:
+        return {name: getattr(record, name) for name in columns}
+
+    return values
+
+
+_fill_values = _same_named(tuple(c.name for c in _FILLS.columns))
+_entry_values = _same_named(tuple(c.name for c in _LEDGER.columns if c.name != "id"))
+_position_values = _same_named(tuple(c.name for c in _POSITIONS.columns))
+
+
 class _PerDialect(NamedTuple):
     """One statement built for each backend (``INSERT ... ON CONFLICT`` is dialect-specific)."""
 
@@ -517,27 +531,6 @@ def _trade(row: Any) -> TradeRecord:
     )
 
 
-def _fill_values(record: TradeRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "user_id": record.user_id,
-        "account_id": record.account_id,
-        "order_id": record.order_id,
-        "trade_id": record.trade_id,
-        "symbol": record.symbol,
-        "side": record.side,
-        "price": record.price,
-        "quantity": record.quantity,
-        "fee": record.fee,
-        "fee_asset": record.fee_asset,
-        "liquidity": record.liquidity,
-        "timestamp": record.timestamp,
-        "realized_pnl": record.realized_pnl,
-        "bot_id": record.bot_id,
-        "strategy": record.strategy,
-    }
-
-
 def _empty_summary() -> dict[str, Any]:
     return {
         "count": 0,
@@ -699,18 +692,6 @@ def _entry(row: Any) -> LedgerEntry:
     )
 
 
-def _entry_values(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "account_id": entry.account_id,
-        "asset": entry.asset,
-        "free_delta": entry.free_delta,
-        "locked_delta": entry.locked_delta,
-        "kind": entry.kind,
-        "reference": entry.reference,
-        "timestamp": entry.timestamp,
-    }
-
-
 def _balance_values(account_id: str, balance: AssetBalance, now: datetime) -> dict[str, Any]:
     return {
         "account_id": account_id,
@@ -827,22 +808,6 @@ def _position(row: Any) -> Position:
         opened_at=row.opened_at,
         updated_at=row.updated_at,
     )
-
-
-def _position_values(position: Position) -> dict[str, Any]:
-    return {
-        "account_id": position.account_id,
-        "symbol": position.symbol,
-        "kind": position.kind,
-        "quantity": position.quantity,
-        "entry_price": position.entry_price,
-        "realized_pnl": position.realized_pnl,
-        "fees_paid": position.fees_paid,
-        "leverage": position.leverage,
-        "margin": position.margin,
-        "opened_at": position.opened_at,
-        "updated_at": position.updated_at,
-    }
 
 
 class SqlPositionRepository(_Repository):
