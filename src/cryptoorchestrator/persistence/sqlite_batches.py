@@ -55,12 +55,13 @@ from cryptoorchestrator.persistence.tables import (
     OrderRow,
     PositionRow,
     UTCDateTime,
+    json_amounts_text,
+    json_strings_text,
     sqlite_datetime_text,
     storable_text,
 )
 from cryptoorchestrator.persistence.trading_repositories import (
     _balance_values,
-    _fees_json,
     _order,
     _position,
 )
@@ -132,22 +133,28 @@ class _Codec:
         return self._generate("values", {name: f"values[{name!r}]" for name in self.columns}, {})
 
     def record_params(
-        self, special: dict[str, str], helpers: dict[str, Any]
+        self, special: dict[str, str], helpers: dict[str, Any], stored: Sequence[str] = ()
     ) -> Callable[[Any], tuple[Any, ...]]:
         """``params`` straight from a domain record ``r``, without the dictionary of values in
         between (the repositories' ``_*_values``): column ``name`` is ``r.name`` unless
-        ``special`` gives its expression (``"r.side.value"``), which may use ``helpers``. The
-        batch tests read the rows back through the repositories, so both stay in step."""
-        unknown = set(special) - set(self.columns)
+        ``special`` gives its expression (``"r.side.value"``), which may use ``helpers``; the
+        columns in ``stored`` get their expression's value as it is (already the stored text),
+        the others go through their column's processor. The batch tests read the rows back
+        through the repositories, so both stay in step."""
+        unknown = (set(special) | set(stored)) - set(self.columns)
         if unknown:
             raise ValueError(f"{self.table} has no column(s) {sorted(unknown)}")
         expressions = {name: special.get(name, f"r.{name}") for name in self.columns}
-        return self._generate("r", expressions, helpers)
+        return self._generate("r", expressions, helpers, stored)
 
     def _generate(
-        self, argument: str, expressions: dict[str, str], helpers: dict[str, Any]
+        self,
+        argument: str,
+        expressions: dict[str, str],
+        helpers: dict[str, Any],
+        stored: Sequence[str] = (),
     ) -> Callable[[Any], tuple[Any, ...]]:
-        processors = dict(self._bind)
+        processors = {i: p for i, p in self._bind if self.columns[i] not in stored}
         namespace: dict[str, Any] = {f"p{index}": process for index, process in processors.items()}
         namespace.update(helpers)
         parts = []
@@ -205,8 +212,9 @@ class SqliteOrderBatchStore:
         # Rows straight from the records (what the repositories' _order_values etc. give).
         enum_value = {name: f"r.{name}.value" for name in ("side", "type", "status", "time_in_force")}
         self._order_params = self._orders.record_params(
-            {**enum_value, "fees": "_fees_json(r.fees)", "trade_ids": "sorted(r.trade_ids)"},
-            {"_fees_json": _fees_json},
+            {**enum_value, "fees": "_amounts(r.fees)", "trade_ids": "_strings(sorted(r.trade_ids))"},
+            {"_amounts": json_amounts_text, "_strings": json_strings_text},
+            stored=["fees", "trade_ids"],  # JSON text as the column's processor writes it (tested)
         )
         self._fill_params = self._fills.record_params({}, {})
         self._entry_params = self._entries.record_params({}, {})

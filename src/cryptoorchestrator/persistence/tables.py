@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import (
@@ -57,16 +59,40 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
+_DAY_TEXT: dict[date, str] = {}  # "YYYY-MM-DD " of the last few days stamped
+
+
 def sqlite_datetime_text(value: datetime) -> str:
     """What a ``UTCDateTime`` column stores on SQLite (the dialect's ``DATETIME`` text of the UTC
-    instant, ``YYYY-MM-DD HH:MM:SS.ffffff``), from ``isoformat``: the same text as the column's
-    bind processor, about twice as fast (the paper order batch writes a few per order)."""
+    instant, ``YYYY-MM-DD HH:MM:SS.ffffff``): the same text as the column's bind processor, about
+    four times as fast (the paper order batch writes a few per order): the day's text is kept,
+    the time's two-digit fields are looked up."""
     if value.tzinfo is not UTC:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
-    text = value.isoformat(" ")
-    return text[:26] if value.microsecond else text[:19] + ".000000"
+    day = value.date()
+    prefix = _DAY_TEXT.get(day)
+    if prefix is None:
+        if len(_DAY_TEXT) >= 64:
+            _DAY_TEXT.clear()
+        prefix = _DAY_TEXT[day] = f"{day.isoformat()} "
+    two = _TWO_DIGITS
+    return f"{prefix}{two[value.hour]}:{two[value.minute]}:{two[value.second]}.{value.microsecond:06d}"
+
+
+def json_strings_text(items: Iterable[str]) -> str:
+    """``json.dumps(list(items))`` (what a ``JSON`` column stores for a list of strings), without
+    the encoder's Python layers: the order batch writes one per order (its trade ids)."""
+    return "[" + ", ".join(map(encode_basestring_ascii, items)) + "]"
+
+
+def json_amounts_text(amounts: Mapping[str, Decimal]) -> str:
+    """``json.dumps({asset: storable_text(amount)})`` with the assets sorted: what a ``JSON``
+    column stores for an order's fees (see :func:`json_strings_text`)."""
+    parts = [f'{encode_basestring_ascii(a)}: "{storable_text(amounts[a])}"' for a in sorted(amounts)]
+    return "{" + ", ".join(parts) + "}"
 
 
 class Base(DeclarativeBase):

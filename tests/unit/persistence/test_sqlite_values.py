@@ -10,13 +10,23 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import JSON
 from sqlalchemy.dialects import sqlite
 
-from cryptoorchestrator.persistence.tables import Money, UTCDateTime, sqlite_datetime_text, storable_text
+from cryptoorchestrator.persistence import tables
+from cryptoorchestrator.persistence.tables import (
+    Money,
+    UTCDateTime,
+    json_amounts_text,
+    json_strings_text,
+    sqlite_datetime_text,
+    storable_text,
+)
 
 DIALECT = sqlite.dialect()
 DATETIME_BIND = UTCDateTime().dialect_impl(DIALECT).bind_processor(DIALECT)
 MONEY_BIND = Money().dialect_impl(DIALECT).bind_processor(DIALECT)
+JSON_BIND = JSON().dialect_impl(DIALECT).bind_processor(DIALECT)
 
 
 @given(
@@ -106,3 +116,30 @@ def test_money_text_examples(value: Decimal | int | str, text: str) -> None:
 def test_money_text_refuses_what_the_column_cannot_hold(value: Decimal) -> None:
     with pytest.raises(ValueError):
         storable_text(value)
+
+
+@given(st.lists(st.text()))
+def test_json_text_of_strings_is_what_the_column_stores(items: list[str]) -> None:
+    """Trade ids are the venue's text: any character, quotes and non-ASCII included."""
+    assert json_strings_text(items) == JSON_BIND(items)
+    assert json_strings_text(iter(items)) == JSON_BIND(items)
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=12),
+        st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**19), max_value=10**19),
+        max_size=4,
+    )
+)
+def test_json_text_of_amounts_is_what_the_column_stores(amounts: dict[str, Decimal]) -> None:
+    stored = {asset: storable_text(amounts[asset]) for asset in sorted(amounts)}
+    assert json_amounts_text(amounts) == JSON_BIND(stored)
+
+
+def test_datetime_text_keeps_a_bounded_memory_of_days() -> None:
+    start = datetime(2026, 1, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    for day in range(200):
+        moment = start + timedelta(days=day)
+        assert sqlite_datetime_text(moment) == DATETIME_BIND(moment)
+    assert len(tables._DAY_TEXT) <= 64
