@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from cryptoorchestrator.api.decimal_json import DecimalJSONRoute
 from cryptoorchestrator.api.deps import ContainerDep, PageDep, PrincipalDep, json_response
@@ -56,6 +58,52 @@ def order_out(order: Order) -> OrderOut:
     )
 
 
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")  # what schemas.common.Money writes
+
+
+def order_json(order: Order) -> bytes:
+    """``OrderOut``'s JSON of ``order``, byte for byte (tested), without building the model: the
+    amounts written as ``Money`` writes them, the rest (datetimes included) by pydantic's own
+    serializer. Under half the time of ``order_out`` and the model's serializer; every placed
+    order is answered with one."""
+    return to_json(
+        {
+            "id": order.id,
+            "order_id": order.id,
+            "client_order_id": order.client_order_id,
+            "account_id": order.account_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "type": order.type.value,
+            "status": order.status.value,
+            "quantity": format(order.quantity, "f"),
+            "filled_quantity": format(order.filled_quantity, "f"),
+            "remaining_quantity": format(order.remaining, "f"),
+            "price": _text(order.price),
+            "stop_price": _text(order.stop_price),
+            "average_price": _text(order.average_price),
+            "time_in_force": order.time_in_force.value,
+            "reduce_only": order.reduce_only,
+            "stop_loss": _text(order.stop_loss),
+            "take_profit": _text(order.take_profit),
+            "fees": {asset: format(amount, "f") for asset, amount in order.fees.items()},
+            "exchange_order_id": order.exchange_order_id,
+            "bot_id": order.bot_id,
+            "parent_id": order.parent_id,
+            "oco_group": order.oco_group,
+            "triggered": order.triggered,
+            "reason": order.reason,
+            "created_at": order.created_at,
+            "updated_at": order.updated_at,
+        }
+    )
+
+
+def order_response(order: Order, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(order_json(order), status_code, media_type="application/json")
+
+
 def time_filter(value: str | None, name: str) -> datetime | None:
     ms = parse_time_ms(value, name=name)
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
@@ -79,7 +127,7 @@ def statuses(value: str | None) -> list[str] | None:
     return chosen
 
 
-async def _place(body: OrderCreate, principal: PrincipalDep, container: ContainerDep) -> OrderOut:
+async def _place(body: OrderCreate, principal: PrincipalDep, container: ContainerDep) -> Response:
     order = await container.orders.place(
         principal.user.id,
         OrderRequest(
@@ -98,7 +146,7 @@ async def _place(body: OrderCreate, principal: PrincipalDep, container: Containe
             account_id=body.account_id,
         ),
     )
-    return order_out(order)
+    return order_response(order, status.HTTP_201_CREATED)
 
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
@@ -108,7 +156,7 @@ async def place_order(body: OrderCreate, principal: PrincipalDep, container: Con
     Repeating a `client_order_id` returns the first order; the same id with a different body
     answers 409 `CONFLICT`. Insufficient funds: 400 `INSUFFICIENT_BALANCE` with `required` and
     `available`. A submission whose outcome is unknown answers `status: "unknown"`."""
-    return json_response(await _place(body, principal, container), status.HTTP_201_CREATED)
+    return await _place(body, principal, container)
 
 
 async def _place_fast(request: Request) -> Response | None:
@@ -126,7 +174,7 @@ async def _place_fast(request: Request) -> Response | None:
         body = OrderCreate.model_validate(await request.json())
     except (ValueError, ValidationError):  # bad JSON (JSONDecodeError is a ValueError) or fields
         return None
-    return json_response(await _place(body, principal, request.app.state.container), status.HTTP_201_CREATED)
+    return await _place(body, principal, request.app.state.container)
 
 
 place_order.fast_path = _place_fast  # type: ignore[attr-defined]
@@ -171,14 +219,14 @@ async def list_orders(
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: str, principal: PrincipalDep, container: ContainerDep) -> object:
-    return json_response(order_out(await container.orders.get(principal.user.id, order_id)))
+    return order_response(await container.orders.get(principal.user.id, order_id))
 
 
 @router.delete("/orders/{order_id}", response_model=OrderOut)
 async def cancel_order(order_id: str, principal: PrincipalDep, container: ContainerDep) -> object:
     """Cancel an open order (400 `ORDER_NOT_OPEN` once it is filled, canceled, rejected or expired);
     what it still held locked goes back to free."""
-    return json_response(order_out(await container.orders.cancel(principal.user.id, order_id)))
+    return order_response(await container.orders.cancel(principal.user.id, order_id))
 
 
 # seed 001: the same routes under /trading.
