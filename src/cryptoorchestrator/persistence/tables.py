@@ -284,9 +284,11 @@ def canonical_decimal(value: Decimal | int | str) -> Decimal:
 def storable_text(value: Decimal | int | str) -> str:
     """The canonical text of ``value`` as a NUMERIC(38, 18) column keeps it (see
     :func:`storable_decimal`): what the SQLite column stores. String operations on the
-    positional text (every order writes some twenty amounts through here)."""
+    positional text (every order writes some twenty amounts through here, many of them zero)."""
     if type(value) is not Decimal:
         value = Decimal(value)
+    if not value:  # any zero, -0 and 0E+30 included (NaN and infinities are true)
+        return "0"
     text = format(value, "f")  # positional, exact
     point = text.find(".")
     if point < 0:
