@@ -39,6 +39,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -262,6 +263,13 @@ class SqlTradingAccountRepository(_Repository):
             base = base.where(_A.kind == kind)
         rows, total = await self._page(base, _A.created_at, _A.id, limit=limit, offset=offset)
         return [_account(row) for row in rows], total
+
+    async def holding(self) -> list[TradingAccount]:
+        held = select(_BALANCES.c.account_id).where(
+            _BALANCES.c.account_id == _A.id, or_(_BALANCES.c.free != ZERO, _BALANCES.c.locked != ZERO)
+        )
+        stmt = select(_ACCOUNTS).where(_A.active.is_(True), held.exists()).order_by(_A.id)
+        return [_account(row) for row in await self._execute(stmt)]
 
     async def update(self, account_id: str, *, now: datetime, **fields: Any) -> TradingAccount:
         unknown = set(fields) - self._UPDATABLE

@@ -275,6 +275,10 @@ class TradingAccountRepository(Protocol):
 
     async def delete(self, account_id: str) -> None: ...
 
+    async def holding(self) -> list[TradingAccount]:
+        """The active accounts of every user with a non-zero balance (free or locked)."""
+        ...
+
 
 class OrderRepository(Protocol):
     async def add(self, order: Order) -> bool:

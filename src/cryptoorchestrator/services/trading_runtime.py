@@ -6,7 +6,8 @@
 * A poller feeds the latest price of every symbol with resting paper orders into the paper
   engine every ``poll_seconds`` (0 turns it off: tests and bots feed candles themselves through
   :meth:`TradingRuntime.feed`).
-* Daily equity snapshots are taken for the accounts that traded, hourly and at start.
+* Daily equity snapshots are taken, hourly and at start, of every account that holds something
+  (its value moves with prices even when it does not trade) and of those that traded here.
 """
 
 from __future__ import annotations
@@ -160,12 +161,16 @@ class TradingRuntime:
     # --- snapshots -------------------------------------------------------------------------
 
     async def snapshot_all(self) -> int:
+        """Store today's equity of the accounts in the module docstring; the number stored."""
+        async with self._uow() as uow:
+            accounts = {account.id: account for account in await uow.accounts.holding()}
+            for account_id in sorted(self.touched - accounts.keys()):
+                found = await uow.accounts.get(account_id)
+                if found is not None:
+                    accounts[account_id] = found
         count = 0
-        for account_id in sorted(self.touched):
-            async with self._uow() as uow:
-                account = await uow.accounts.get(account_id)
-            if account is None:
-                continue
+        for account_id in sorted(accounts):
+            account = accounts[account_id]
             try:
                 await self.portfolio.snapshot(account)
                 count += 1

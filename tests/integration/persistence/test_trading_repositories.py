@@ -40,6 +40,7 @@ from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.postgres
 
+ZERO = Decimal(0)
 NOW = datetime(2026, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 TINY = Decimal("0.000000000000000001")
 BIG = Decimal("123456789012.123456789")
@@ -312,6 +313,40 @@ async def test_accounts_update_and_delete(db: Db, alice: int) -> None:
         await uow.commit()
     async with db.uow() as uow:
         assert await uow.accounts.get("a1") is None
+
+
+async def test_accounts_holding_are_the_active_ones_with_a_non_zero_balance(
+    db: Db, alice: int, bob: int
+) -> None:
+    """What the hourly equity snapshots cover (every user's, whether they traded lately or not)."""
+    cash = await _add_account(db, _account(alice, "a-cash"))
+    locked = await _add_account(db, _account(bob, "b-locked", kind="exchange", name="main"))
+    spent = await _add_account(db, _account(bob, "b-spent"))
+    await _add_account(db, _account(alice, "a-empty", kind="exchange", name="empty"))
+    idle = await _add_account(db, _account(alice, "a-idle", kind="exchange", name="idle"))
+    moves = {
+        cash.id: [("USDT", Decimal("0.000000000000000001"), ZERO)],
+        locked.id: [("USDT", Decimal(5), ZERO), ("USDT", Decimal(-5), Decimal(5))],
+        spent.id: [("USDT", Decimal(10), ZERO), ("USDT", Decimal(-10), ZERO)],
+        idle.id: [("BTC", Decimal(1), ZERO)],
+    }
+    for account_id, changes in moves.items():
+        free = locked_total = ZERO
+        async with db.uow() as uow:
+            for asset, free_delta, locked_delta in changes:
+                free, locked_total = free + free_delta, locked_total + locked_delta
+                entry = LedgerEntry(account_id, asset, free_delta, locked_delta, "deposit", None, NOW)
+                await uow.ledger.record(
+                    account_id, [entry], {asset: AssetBalance(asset, free, locked_total)}, now=NOW
+                )
+            await uow.commit()
+    async with db.uow() as uow:
+        await uow.accounts.update(idle.id, now=NOW, active=False)
+        await uow.commit()
+    async with db.uow() as uow:
+        holding = await uow.accounts.holding()
+    assert [account.id for account in holding] == ["a-cash", "b-locked"]
+    assert holding[0] == cash
 
 
 async def test_account_credentials_take_part_in_key_rotation(db: Db, alice: int) -> None:

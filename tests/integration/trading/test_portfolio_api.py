@@ -150,3 +150,21 @@ async def test_selling_coins_from_the_starting_balance(trading):
     assert Decimal(trade["realized_pnl"]) == 0  # their cost is unknown: nothing is realised
     balance = (await trading.http.get("/api/v1/balance?asset=BTC", headers=user.headers)).json()
     assert balance["balances"][0]["free"] == "0.05"
+
+
+async def test_hourly_snapshots_cover_accounts_that_did_not_trade_since_the_start(trading):
+    """After a restart nothing has traded in this process yet, but a holder's equity still moves
+    with prices: the snapshot round values every account that holds something."""
+    holder = await register_user(trading.http, "quietholder")
+    await place(trading, holder.headers, symbol="BTC/USDT", side="buy", quantity="0.05")
+    account = await trading.container.accounts.paper_account(holder.id)
+    runtime = trading.container.trading
+    runtime.touched.clear()  # what a freshly started process knows
+    price = await trading.price()
+    await trading.bar(low=price, high=price * Decimal("1.2"), close=price * Decimal("1.2"))
+    assert await runtime.snapshot_all() >= 1
+    async with trading.container.uow_factory() as uow:
+        snapshots = await uow.equity.list(account.id)
+    assert [s.day for s in snapshots] == [trading.container.clock.now().date()]
+    valuation = await trading.container.portfolio.value_account(account)
+    assert snapshots[0].equity == valuation.equity > 10000  # the BTC at the new price
