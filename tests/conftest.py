@@ -50,6 +50,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "cors_origins": [],
         "synthetic_data": False,  # market-data tests turn it on
         "backtest_workers": 0,  # a thread; one test uses the process pool
+        "live_poll_seconds": 0,  # tests run the live order poller's round themselves
         **FAST_HASH,
         **GENEROUS_LIMITS,
     }

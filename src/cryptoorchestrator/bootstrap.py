@@ -467,6 +467,7 @@ def build_container(
         portfolio=portfolio,
         paper=paper,
         poll_seconds=settings.paper_poll_seconds,
+        live_poll_seconds=settings.live_poll_seconds,
         logger=get_logger("cryptoorchestrator.trading"),
     )
     # The bot runner (services/bot_runner.py) replaces the supervisor when it is attached:

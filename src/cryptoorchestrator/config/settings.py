@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     paper_exchange: str | None = None
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)
     paper_poll_seconds: float = Field(default=2.0, ge=0)
+    # Live trading: how often the open orders of exchange accounts are looked up at their
+    # exchange, so fills, cancels and expiries that happen there are booked (seconds; 0 = never,
+    # as in tests, which call the round themselves).
+    live_poll_seconds: float = Field(default=10.0, ge=0)
     # Bot runtime (docs/design/bots.md): whether this process runs a bot runner (the API server
     # does by default; `cryptoorchestrator runner` runs one without the API), how many bots one
     # runner holds, its lease heartbeat and time to live (a dead runner's bots move after the

@@ -41,6 +41,7 @@ from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.ledger import AssetBalance, Ledger, sellable
 from cryptoorchestrator.domain.market import MarketInfo
 from cryptoorchestrator.domain.orders import (
+    Canceled,
     Order,
     OrderSide,
     OrderStatus,
@@ -546,6 +547,17 @@ class OrderService:
         return ledger.balances()
 
     # --- unknown outcomes ------------------------------------------------------------------
+
+    async def refresh(self, account: TradingAccount, order: Order) -> Order:
+        """Book what the venue says of an order it accepted (fills, a cancel or an expiry
+        there; fills already booked are not booked again). An order the venue answers it does
+        not know is canceled, and what it held locked is released."""
+        execution = await self._execution_for(account)
+        events = await execution.lookup(order)
+        if events is None:
+            events = [(order.id, Canceled(timestamp=self._clock.now(), reason="not found at the exchange"))]
+        booked = await self.apply(account, events)
+        return booked.get(order.id, order)
 
     async def resolve_unknown(self, account: TradingAccount, order: Order) -> Order:
         """Ask the venue about an order whose submission outcome is unknown (or that was stored

@@ -6,6 +6,12 @@
 * A poller feeds the latest price of every symbol with resting paper orders into the paper
   engine every ``poll_seconds`` (0 turns it off: tests and bots feed candles themselves through
   :meth:`TradingRuntime.feed`).
+* Every ``live_poll_seconds`` the open orders of exchange accounts are looked up at their
+  exchange by client order id, and what happened there (fills, a cancel, an expiry) is booked;
+  an order the exchange does not know is canceled. A submission whose outcome is unknown is
+  resolved the same way once it is ``UNKNOWN_GRACE`` old (its sender may still be waiting for
+  the answer before that; resolving sends it again, under the same client order id, only when
+  the exchange has never seen it).
 * Daily equity snapshots are taken, hourly and at start, of every account that holds something
   (its value moves with prices even when it does not trade) and of those that traded here.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from cryptoorchestrator.core.clock import Clock
@@ -31,6 +38,9 @@ from cryptoorchestrator.services.ports import UnitOfWorkFactory
 from cryptoorchestrator.simulator.matching import Bar, MarketState
 
 SNAPSHOT_SECONDS = 3600.0
+#: How old a pending or unknown live order must be before the poller resolves it (its sender may
+#: still be waiting for the exchange's answer before that).
+UNKNOWN_GRACE = timedelta(seconds=60)
 
 
 class TradingRuntime:
@@ -45,6 +55,7 @@ class TradingRuntime:
         paper: PaperExecution,
         poll_seconds: float,
         logger: Any,
+        live_poll_seconds: float = 0.0,
     ) -> None:
         self._uow = uow_factory
         self._clock = clock
@@ -53,6 +64,7 @@ class TradingRuntime:
         self.portfolio = portfolio
         self.paper = paper
         self._poll_seconds = poll_seconds
+        self._live_poll_seconds = live_poll_seconds
         self._log = logger
         self._tasks: list[asyncio.Task[None]] = []
         self.touched: set[str] = set()
@@ -67,6 +79,8 @@ class TradingRuntime:
         await self.recover()
         if self._poll_seconds > 0:
             self._tasks.append(asyncio.create_task(self._poll_loop(), name="paper-price-poller"))
+        if self._live_poll_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._live_loop(), name="live-order-poller"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="equity-snapshots"))
 
     async def stop(self) -> None:
@@ -157,6 +171,49 @@ class TradingRuntime:
                 await self.poll_once()
             except Exception:
                 self._log.exception("paper_poll_failed")
+
+    # --- live orders -----------------------------------------------------------------------
+
+    async def refresh_live_once(self) -> dict[str, Order]:
+        """One round of the live order poller (module docstring): the orders it changed, by id.
+        An exchange that cannot be reached is logged and left for the next round."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            open_orders = await uow.orders.open_orders(kinds=["exchange"])
+            accounts: dict[str, TradingAccount] = {}
+            for order in open_orders:
+                if order.account_id not in accounts:
+                    account = await uow.accounts.get(order.account_id)
+                    if account is not None and account.active:
+                        accounts[account.id] = account
+        changed: dict[str, Order] = {}
+        for order in open_orders:
+            account = accounts.get(order.account_id)
+            if account is None:
+                continue
+            try:
+                if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
+                    if now - order.updated_at >= UNKNOWN_GRACE:
+                        resolved = await self.orders.resolve_unknown(account, order)
+                        if resolved != order:
+                            changed[order.id] = resolved
+                    continue
+                refreshed = await self.orders.refresh(account, order)
+                if refreshed != order:
+                    changed[order.id] = refreshed
+            except CryptoOrchestratorError as error:
+                self._log.warning(
+                    "live_order_refresh_failed", order_id=order.id, account_id=account.id, error=error.message
+                )
+        return changed
+
+    async def _live_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._live_poll_seconds)
+            try:
+                await self.refresh_live_once()
+            except Exception:
+                self._log.exception("live_order_poll_failed")
 
     # --- snapshots -------------------------------------------------------------------------
 

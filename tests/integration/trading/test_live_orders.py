@@ -1,9 +1,12 @@
 """Live orders through the real ccxt code path against the fake exchange: a submission whose
 answer is lost ends as exactly one order at the exchange and in the database, whichever way
-the answer was lost; a refused order is rejected, never left unknown."""
+the answer was lost; a refused order is rejected, never left unknown; what happens to an open
+order at the exchange (a fill, a cancel there) is booked by the server's live order poller."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from decimal import Decimal
 
 import pytest
@@ -18,8 +21,8 @@ from tests.conftest import client_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def live(app_factory, clock):
+@contextlib.asynccontextmanager
+async def live_app(app_factory, clock, **settings):
     venue = SimulatedBinanceSpot(clock=clock)
     fake = FakeBinance(venue=venue)
     registry = RateBudgetRegistry()
@@ -27,7 +30,7 @@ async def live(app_factory, clock):
     def venue_factory(account, credentials):
         return CcxtExchangeClient(fake, budget_registry=registry, owns_exchange=False)
 
-    app, container = await app_factory(venue_factory=venue_factory, paper_poll_seconds=0)
+    app, container = await app_factory(venue_factory=venue_factory, paper_poll_seconds=0, **settings)
     async with client_for(app) as http:
         user = await register_user(http, "live")
         account = await container.accounts.create_exchange_account(
@@ -36,6 +39,12 @@ async def live(app_factory, clock):
         await container.orders.sync_balances(account)
         yield http, container, venue, fake, user, account
     await fake.close()
+
+
+@pytest.fixture
+async def live(app_factory, clock):
+    async with live_app(app_factory, clock) as parts:
+        yield parts
 
 
 async def order_body(account, **extra):
@@ -95,3 +104,81 @@ async def test_a_refused_order_is_rejected(live):
     canceled = await http.delete(f"/api/v1/orders/{response.json()['id']}", headers=user.headers)
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
     assert venue.orders("BTCUSDT")[0].status == "CANCELED"
+
+
+async def test_the_live_poller_books_what_happened_at_the_exchange(live):
+    """A resting sell that fills at the exchange and a buy canceled there (on the exchange's
+    own website, say) are booked by the next round: fills, released funds, balances that match
+    the exchange's; a second round books nothing again."""
+    http, container, venue, _, user, account = live
+    price = venue.price("BTC/USDT")
+    sell = await http.post(
+        "/api/v1/orders",
+        headers=user.headers,
+        json=await order_body(account, side="sell", type="limit", quantity="0.2", price=str(price * 2)),
+    )
+    buy = await http.post(
+        "/api/v1/orders",
+        headers=user.headers,
+        json=await order_body(account, type="limit", quantity="0.1", price=str(price / 2)),
+    )
+    assert sell.json()["status"] == buy.json()["status"] == "new"
+    runtime = container.trading
+    assert await runtime.refresh_live_once() == {}  # nothing happened yet
+    venue.set_price("BTC/USDT", price * 3)  # crosses the sell: it fills at its limit
+    (resting_buy,) = venue.orders_with_client_id(buy.json()["client_order_id"])
+    venue.account.cancel(resting_buy, {})
+    changed = await runtime.refresh_live_once()
+    assert {order_id: o.status.value for order_id, o in changed.items()} == {
+        sell.json()["id"]: "filled",
+        buy.json()["id"]: "canceled",
+    }
+    got = (await http.get(f"/api/v1/orders/{sell.json()['id']}", headers=user.headers)).json()
+    assert got["status"] == "filled" and Decimal(got["average_price"]) == price * 2
+    trades = (await http.get(f"/api/v1/trades?account_id={account.id}", headers=user.headers)).json()
+    assert trades["total"] == 1 and Decimal(trades["items"][0]["quantity"]) == Decimal("0.2")
+    async with container.uow_factory() as uow:
+        sums = await uow.ledger.entry_sums(account.id)
+        balances = await uow.ledger.balances(account.id)
+    for asset, balance in balances.items():
+        assert sums[asset] == (balance.free, balance.locked)
+        assert balance.locked == 0  # the sell's coins are gone, the buy's cash released
+    assert balances["BTC"].free == venue.balance("BTC")[0]
+    assert balances["USDT"].free == venue.balance("USDT")[0]
+    assert await runtime.refresh_live_once() == {}
+
+
+async def test_the_live_poller_resolves_an_unknown_submission_once_it_is_old_enough(live, clock):
+    http, container, venue, fake, user, account = live
+    fake.inject(FaultKind.DROPPED_RESPONSE, method="POST", path_contains="/api/v3/order")
+    response = await http.post(
+        "/api/v1/orders", headers=user.headers, json=await order_body(account, client_order_id="late-1")
+    )
+    assert response.json()["status"] == "unknown"
+    runtime = container.trading
+    assert await runtime.refresh_live_once() == {}  # its sender may still be waiting for the answer
+    clock.advance(61)
+    changed = await runtime.refresh_live_once()
+    assert changed[response.json()["id"]].status.value == "filled"
+    assert len(venue.orders_with_client_id("late-1")) == 1  # found, never sent twice
+
+
+async def test_the_server_polls_live_orders_by_itself(app_factory, clock):
+    async with live_app(app_factory, clock, live_poll_seconds=0.05) as live:
+        http, _, venue, _, user, account = live
+        price = venue.price("BTC/USDT")
+        sell = await http.post(
+            "/api/v1/orders",
+            headers=user.headers,
+            json=await order_body(account, side="sell", type="limit", price=str(price * 2)),
+        )
+        assert sell.json()["status"] == "new"
+        venue.set_price("BTC/USDT", price * 3)
+        status = "new"
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            got = await http.get(f"/api/v1/orders/{sell.json()['id']}", headers=user.headers)
+            status = got.json()["status"]
+            if status == "filled":
+                break
+        assert status == "filled"
