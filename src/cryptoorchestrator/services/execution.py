@@ -161,12 +161,11 @@ class LiveExecution:
         return params
 
     async def submit(self, order: Order, instrument: Instrument) -> OrderEvents:
-        ccxt_type = {
-            OrderType.MARKET: "market",
-            OrderType.LIMIT: "limit",
-            OrderType.STOP_MARKET: "stop_loss" if order.side is Side.SELL else "stop_market",
-            OrderType.STOP_LIMIT: "stop_loss_limit" if order.side is Side.SELL else "stop_limit",
-        }[order.type]
+        # Stops are ccxt's unified trigger orders: a market or limit order with ``stopPrice``
+        # (``_params``); ccxt picks the venue's own type (on Binance spot STOP_LOSS or
+        # STOP_LOSS_LIMIT, which trigger above the price for a buy and below it for a sell; on
+        # its futures STOP_MARKET or STOP), and refuses one the market does not offer.
+        ccxt_type = "limit" if order.type.has_limit_price else "market"
         now = self._clock.now()
         try:
             answer = await self.venue.create_order(

@@ -39,6 +39,18 @@ INTERVAL_MS: Final[dict[str, int]] = {
 DEFAULT_START_SECONDS: Final = 1_704_067_200.0
 
 
+#: Binance spot's order types (a market may offer fewer: ``FakeMarket.order_types``).
+SPOT_ORDER_TYPES: Final[tuple[str, ...]] = (
+    "LIMIT",
+    "LIMIT_MAKER",
+    "MARKET",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FakeMarket:
     """One spot market of the fake venue, described the way Binance's exchangeInfo does."""
@@ -56,6 +68,8 @@ class FakeMarket:
     status: str = "TRADING"
     #: Binance replaced MIN_NOTIONAL by NOTIONAL in 2023; both still appear in the wild.
     notional_filter: Literal["NOTIONAL", "MIN_NOTIONAL"] = "NOTIONAL"
+    #: The order types the market takes (exchangeInfo's ``orderTypes``); others are refused.
+    order_types: tuple[str, ...] = SPOT_ORDER_TYPES
 
     @property
     def exchange_symbol(self) -> str:

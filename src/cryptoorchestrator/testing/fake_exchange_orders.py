@@ -21,7 +21,18 @@ from cryptoorchestrator.testing.fake_exchange_records import (
 )
 
 _EIGHT_PLACES: Final = Decimal("0.00000001")
-_ORDER_TYPES: Final = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER"})
+#: Trigger orders: a market order, or a limit one at its price, once the last price reaches the
+#: stop price. Binance: STOP_LOSS buys and TAKE_PROFIT sells trigger at or above it, STOP_LOSS
+#: sells and TAKE_PROFIT buys at or below it; one that would trigger at once is refused.
+_TRIGGER_TYPES: Final = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+_TRIGGER_MARKET_TYPES: Final = frozenset({"STOP_LOSS", "TAKE_PROFIT"})
+_ORDER_TYPES: Final = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER"}) | _TRIGGER_TYPES
+
+
+def _reached(order_type: str, side: str, stop_price: Decimal, price: Decimal) -> bool:
+    """Whether ``price`` triggers a ``order_type`` order on ``side`` with ``stop_price``."""
+    rising = (order_type.startswith("STOP_LOSS")) == (side == "BUY")
+    return price >= stop_price if rising else price <= stop_price
 
 
 def _new_client_order_id() -> str:
@@ -77,7 +88,7 @@ class SpotAccount:
             return
         market = self.markets[order.symbol]
         if order.side == "BUY":
-            amount, asset = order.remaining * order.price, market.quote
+            amount, asset = order.remaining * order.lock_price, market.quote
         else:
             amount, asset = order.remaining, market.base
         funds = self.funds(asset)
@@ -94,35 +105,35 @@ class SpotAccount:
             raise VenueError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
         if order_type not in _ORDER_TYPES:
             raise VenueError(-1116, "Invalid orderType.")
+        if order_type not in market.order_types:
+            raise VenueError(-1013, "Order type not supported for this symbol.")
         client_order_id = params.get("newClientOrderId") or _new_client_order_id()
         self._check_duplicate(client_order_id)
         current = self._price_of(market.exchange_symbol)
+        stop_price = self._stop_price(market, params, order_type, side, current)
         if order_type == "MARKET":
             quantity, quote_quantity = self._market_quantity(market, params, current)
-            limit_price = Decimal(0)
-            notional_price = current
+            limit_price, notional_price = Decimal(0), current
         else:
             quantity = decimal_param(params, "quantity") or Decimal(0)
             quote_quantity = Decimal(0)
-            limit_price = decimal_param(params, "price") or Decimal(0)
-            if order_type == "LIMIT" and not params.get("timeInForce"):
-                raise VenueError(
-                    -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
-                )
-            notional_price = limit_price
-            self._check_price(market, limit_price)
+            limit_price = self._limit_price(market, params, order_type)
+            notional_price = limit_price or stop_price
         self._check_quantity(market, quantity)
         if quantity * notional_price < market.min_notional:
             raise VenueError(-1013, f"Filter failure: {market.notional_filter}")
         marketable = order_type == "MARKET" or (
-            limit_price >= current if side == "BUY" else limit_price <= current
+            order_type not in _TRIGGER_TYPES
+            and (limit_price >= current if side == "BUY" else limit_price <= current)
         )
         if order_type == "LIMIT_MAKER" and marketable:
             raise VenueError(-2010, "Order would immediately match and take.")
-        self._reserve_for(market, side, order_type, quantity, limit_price, current)
+        self._reserve_for(market, side, order_type, quantity, limit_price or stop_price, current)
         order = self._record(
             market, params, side, order_type, client_order_id, limit_price, quantity, quote_quantity
         )
+        if stop_price:
+            order.stop_price, order.working = stop_price, False
         fills = []
         if marketable:
             fills.append(self.execute(order, quantity, current, maker=False))
@@ -130,6 +141,31 @@ class SpotAccount:
             self.release(order)
             order.status = "EXPIRED"
         return self._answer(order, fills, params.get("newOrderRespType", "FULL").upper())
+
+    def _stop_price(
+        self, market: FakeMarket, params: Mapping[str, str], order_type: str, side: str, current: Decimal
+    ) -> Decimal:
+        """A trigger order's stop price (0 for the other types), refused when it would trigger
+        at once."""
+        if order_type not in _TRIGGER_TYPES:
+            return Decimal(0)
+        stop_price = decimal_param(params, "stopPrice") or Decimal(0)
+        self._check_price(market, stop_price)
+        if _reached(order_type, side, stop_price, current):
+            raise VenueError(-2010, "Stop price would trigger immediately.")
+        return stop_price
+
+    def _limit_price(self, market: FakeMarket, params: Mapping[str, str], order_type: str) -> Decimal:
+        """The limit price of a limit type (0 for a stop-market or take-profit-market one)."""
+        if order_type in _TRIGGER_MARKET_TYPES:
+            return Decimal(0)
+        limit_price = decimal_param(params, "price") or Decimal(0)
+        if order_type != "LIMIT_MAKER" and not params.get("timeInForce"):
+            raise VenueError(
+                -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
+            )
+        self._check_price(market, limit_price)
+        return limit_price
 
     def _check_duplicate(self, client_order_id: str) -> None:
         for order in self.orders.values():
@@ -254,10 +290,24 @@ class SpotAccount:
         return answer
 
     def match(self, symbol: str, price: Decimal) -> list[VenueTrade]:
-        """Fill the resting limit orders of ``symbol`` that ``price`` crosses, at their limit."""
+        """Fill the resting limit orders of ``symbol`` that ``price`` crosses, at their limit;
+        trigger the stop and take-profit orders it reaches (a market one fills at ``price``, a
+        limit one joins the book, filling at ``price`` when it is marketable there)."""
         fills = []
         for order in list(self.orders.values()):
             if order.symbol != symbol or not order.is_open or order.type == "MARKET":
+                continue
+            if not order.working:
+                if not _reached(order.type, order.side, order.stop_price, price):
+                    continue
+                order.working = True
+                order.update_time = self._now_ms()
+                self.version += 1
+                marketable = order.type in _TRIGGER_MARKET_TYPES or (
+                    price <= order.price if order.side == "BUY" else price >= order.price
+                )
+                if marketable:
+                    fills.append(self.execute(order, order.remaining, price, maker=False))
                 continue
             crossed = price <= order.price if order.side == "BUY" else price >= order.price
             if crossed:
@@ -273,8 +323,8 @@ class SpotAccount:
         if order.side == "BUY":
             funds = self.funds(market.quote)
             if rests:
-                funds[1] -= quantity * order.price
-                funds[0] += quantity * (order.price - price)  # price improvement comes back
+                funds[1] -= quantity * order.lock_price
+                funds[0] += quantity * (order.lock_price - price)  # price improvement comes back
             else:
                 funds[0] -= quote_amount
             commission = (quantity * self.fee_rate).quantize(_EIGHT_PLACES, rounding=ROUND_DOWN)

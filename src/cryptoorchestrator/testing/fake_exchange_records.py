@@ -65,10 +65,20 @@ class VenueOrder:
     executed_qty: Decimal = Decimal(0)
     cumulative_quote_qty: Decimal = Decimal(0)
     status: str = "NEW"
+    #: Stop and take-profit orders: the trigger price, and whether it has been reached (an order
+    #: that is not working yet rests outside the book).
+    stop_price: Decimal = Decimal(0)
+    working: bool = True
 
     @property
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def lock_price(self) -> Decimal:
+        """The price a resting buy locks its quote at: its limit, or for a stop-market its
+        trigger price."""
+        return self.price or self.stop_price
 
     @property
     def remaining(self) -> Decimal:
@@ -89,11 +99,11 @@ class VenueOrder:
             "timeInForce": self.time_in_force or "GTC",
             "type": self.type,
             "side": self.side,
-            "stopPrice": fmt(Decimal(0)),
+            "stopPrice": fmt(self.stop_price),
             "icebergQty": fmt(Decimal(0)),
             "time": self.time,
             "updateTime": self.update_time,
-            "isWorking": True,
+            "isWorking": self.working,
             "workingTime": self.time,
             "origQuoteOrderQty": fmt(self.orig_quote_qty),
             "selfTradePreventionMode": "EXPIRE_MAKER",

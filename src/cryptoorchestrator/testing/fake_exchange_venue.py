@@ -267,7 +267,7 @@ class SimulatedBinanceSpot:
             "quoteAssetPrecision": 8,
             "baseCommissionPrecision": 8,
             "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+            "orderTypes": list(market.order_types),
             "icebergAllowed": True,
             "ocoAllowed": True,
             "quoteOrderQtyMarketAllowed": True,

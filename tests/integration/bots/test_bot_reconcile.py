@@ -35,6 +35,9 @@ MARKET = FakeMarket(
     step_size=Decimal("0.00001"),
     min_qty=Decimal("0.00001"),
     min_notional=Decimal("5"),
+    # Like many Binance spot symbols: stop-limit orders but no stop-market (STOP_LOSS) ones, so
+    # a bot's stop-market protection is refused (test_a_venue_that_refuses_stops_...).
+    order_types=("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"),
 )
 TARGET = {"risk_per_trade": "0.3", "take_profit": "0.05"}
 
@@ -204,7 +207,8 @@ async def test_a_venue_that_refuses_stops_gets_the_position_flattened(live: Live
     bot = await live.bot({"risk_per_trade": "0.01", "stop_loss": "0.02"})
     orders = await live.env.orders(bot)
     [stop] = [o for o in orders if o.type is OrderType.STOP_MARKET]
-    assert stop.status.value == "rejected"  # the fake venue takes no STOP_LOSS orders
+    assert stop.status.value == "rejected"  # the market takes no STOP_LOSS orders
+    assert "not allowed" in (stop.reason or "")  # ccxt refused it from the market's orderTypes
     assert [o.status.value for o in orders if o.client_order_id.endswith("-fl")] == ["filled"]
     assert await live.env.position(account_id=live.account.id) < MARKET.step_size
     assert any("flattened" in e.message for e in await live.env.events(bot, "protection"))

@@ -182,3 +182,61 @@ async def test_the_server_polls_live_orders_by_itself(app_factory, clock):
             if status == "filled":
                 break
         assert status == "filled"
+
+
+async def test_live_stop_orders_rest_at_the_exchange_as_its_trigger_orders_until_the_price_reaches_them(live):
+    """A stop-limit sell below the price and a stop-market buy above it go to Binance spot as
+    STOP_LOSS_LIMIT and STOP_LOSS (through ccxt's unified trigger orders), rest there untriggered,
+    and fill once the price reaches them; the poller books the fills."""
+    http, container, venue, _, user, account = live
+    price = venue.price("BTC/USDT")
+    stop_sell = await http.post(
+        "/api/v1/orders",
+        headers=user.headers,
+        json=await order_body(
+            account, side="sell", type="stop_limit", quantity="0.1",
+            stop_price=str(price * Decimal("0.9")), price=str(price * Decimal("0.89")),
+        ),
+    )  # fmt: skip
+    stop_buy = await http.post(
+        "/api/v1/orders",
+        headers=user.headers,
+        json=await order_body(
+            account, type="stop_market", quantity="0.01", stop_price=str(price * Decimal("1.1"))
+        ),
+    )
+    assert stop_sell.json()["status"] == stop_buy.json()["status"] == "new", (stop_sell.text, stop_buy.text)
+    (at_venue_sell,) = venue.orders_with_client_id(stop_sell.json()["client_order_id"])
+    (at_venue_buy,) = venue.orders_with_client_id(stop_buy.json()["client_order_id"])
+    assert (at_venue_sell.type, at_venue_sell.stop_price, at_venue_sell.working) == (
+        "STOP_LOSS_LIMIT",
+        price * Decimal("0.9"),
+        False,
+    )
+    assert (at_venue_buy.type, at_venue_buy.stop_price) == ("STOP_LOSS", price * Decimal("1.1"))
+    runtime = container.trading
+    venue.set_price("BTC/USDT", price * Decimal("1.05"))  # reaches neither
+    assert await runtime.refresh_live_once() == {}
+    venue.set_price("BTC/USDT", price * Decimal("1.12"))  # the buy's trigger: it fills at the price
+    venue.set_price("BTC/USDT", price * Decimal("0.895"))  # the sell's trigger, above its limit
+    changed = await runtime.refresh_live_once()
+    assert {o.status.value for o in changed.values()} == {"filled"} and len(changed) == 2
+    assert changed[stop_buy.json()["id"]].average_price == price * Decimal("1.12")
+    assert changed[stop_sell.json()["id"]].average_price == price * Decimal("0.895")
+    async with container.uow_factory() as uow:
+        balances = await uow.ledger.balances(account.id)
+    assert balances["BTC"].total == venue.balance("BTC")[0]
+    assert balances["USDT"].total == venue.balance("USDT")[0]
+
+
+async def test_a_stop_that_would_trigger_at_once_is_rejected_with_the_exchanges_reason(live):
+    http, _, venue, _, user, account = live
+    price = venue.price("BTC/USDT")
+    response = await http.post(
+        "/api/v1/orders",
+        headers=user.headers,
+        json=await order_body(account, side="sell", type="stop_market", stop_price=str(price * 2)),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "rejected"
+    assert "trigger immediately" in response.json()["reason"]

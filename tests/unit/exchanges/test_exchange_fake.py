@@ -9,6 +9,7 @@ import pytest
 
 from cryptoorchestrator.testing.fake_exchange import FakeBinance, FaultKind
 from cryptoorchestrator.testing.fake_exchange_data import FakeMarket
+from cryptoorchestrator.testing.fake_exchange_records import VenueError
 from cryptoorchestrator.testing.fake_exchange_venue import SimulatedBinanceSpot
 from tests.unit.exchanges.exchange_testkit import VirtualTime
 
@@ -121,6 +122,56 @@ async def test_ioc_and_limit_maker_follow_binance(fake: FakeBinance) -> None:
     assert fake.venue.balance("USDT") == (Decimal("100000"), Decimal("0"))
     with pytest.raises(ccxt.OrderImmediatelyFillable):
         await fake.create_order("BTC/USDT", "limit", "buy", 0.1, 61000, {"postOnly": True})
+
+
+async def test_stop_orders_rest_untriggered_and_trigger_like_binance(fake: FakeBinance) -> None:
+    """ccxt's unified trigger orders (a limit or market order with ``stopPrice``) become
+    STOP_LOSS_LIMIT / STOP_LOSS on spot: funds locked, not working until the price reaches the
+    stop (at or below it for a sell, at or above it for a buy), then a limit or market order."""
+    await fake.load_markets()
+    sell = await fake.create_order("BTC/USDT", "limit", "sell", 0.1, 54000, {"stopPrice": 55000})
+    buy = await fake.create_order("BTC/USDT", "market", "buy", 0.01, None, {"stopPrice": 65000})
+    venue = fake.venue
+    by_id = {order.order_id: order for order in venue.orders("BTC/USDT")}
+    resting_sell, resting_buy = by_id[int(sell["id"])], by_id[int(buy["id"])]
+    assert (resting_sell.type, resting_sell.working) == ("STOP_LOSS_LIMIT", False)
+    assert (resting_buy.type, resting_buy.working) == ("STOP_LOSS", False)
+    assert venue.balance("BTC") == (Decimal("0.9"), Decimal("0.1"))
+    assert venue.balance("USDT") == (Decimal("99350"), Decimal("650"))  # the buy at its stop
+    assert venue.set_price("BTC/USDT", "56000") == []  # above the sell's stop: nothing
+    [sold] = venue.set_price("BTC/USDT", "54500")  # the sell triggers, marketable at 54500
+    assert (sold.order_id, sold.price, sold.is_maker) == (resting_sell.order_id, Decimal("54500"), False)
+    [bought] = venue.set_price("BTC/USDT", "65100")
+    assert (bought.order_id, bought.price) == (resting_buy.order_id, Decimal("65100"))
+    fetched = await fake.fetch_order(buy["id"], "BTC/USDT")
+    assert fetched["status"] == "closed" and fetched["triggerPrice"] == 65000
+    assert venue.balance("USDT")[1] == 0 and venue.balance("BTC")[1] == 0
+    with pytest.raises(ccxt.InvalidOrder, match="trigger immediately"):
+        await fake.create_order("BTC/USDT", "market", "sell", 0.1, None, {"stopPrice": 70000})
+
+
+async def test_a_market_without_stop_market_orders_refuses_them(vtime: VirtualTime) -> None:
+    market = FakeMarket(
+        base="BTC",
+        quote="USDT",
+        price=Decimal("100"),
+        tick_size=Decimal("0.01"),
+        step_size=Decimal("0.001"),
+        min_qty=Decimal("0.001"),
+        min_notional=Decimal("5"),
+        order_types=("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"),
+    )
+    fake = FakeBinance(venue=SimulatedBinanceSpot(clock=vtime.clock, markets=[market]))
+    try:
+        await fake.load_markets()
+        with pytest.raises(ccxt.InvalidOrder, match="not allowed"):  # ccxt checks orderTypes
+            await fake.create_order("BTC/USDT", "market", "sell", 0.1, None, {"stopPrice": 90})
+        params = {"side": "SELL", "type": "STOP_LOSS", "quantity": "0.1", "stopPrice": "90"}
+        with pytest.raises(VenueError, match="not supported") as refused:  # sent past ccxt
+            fake.venue.account.place(market, params)
+        assert refused.value.code == -1013
+    finally:
+        await fake.close()
 
 
 async def test_client_order_id_reuse_rules(vtime: VirtualTime) -> None:
