@@ -35,7 +35,7 @@ from cryptoorchestrator.domain.accounts import TradingAccount
 from cryptoorchestrator.domain.bots import Bot
 from cryptoorchestrator.domain.instruments import Instrument
 from cryptoorchestrator.domain.ledger import Ledger, sellable
-from cryptoorchestrator.domain.orders import Canceled, Order, OrderSide, OrderStatus, OrderType
+from cryptoorchestrator.domain.orders import Order, OrderSide, OrderStatus, OrderType
 from cryptoorchestrator.domain.positions import Position
 from cryptoorchestrator.engine import bot_logic as logic
 from cryptoorchestrator.services.bot_journal import BotJournal
@@ -323,18 +323,11 @@ class BotOrders:
         """O5 (live accounts): book what the venue says of the bot's open orders."""
         if self.is_paper:
             return
-        execution = await self.execution_for(self.account)
         for order in await self.open_orders():
             if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
                 await self.orders.resolve_unknown(self.account, order)
-                continue
-            events = await execution.lookup(order)
-            if events is None:
-                events = [
-                    (order.id, Canceled(timestamp=order.updated_at, reason="not found at the exchange"))
-                ]
-            if events:
-                await self.orders.apply(self.account, events)
+            else:
+                await self.orders.refresh(self.account, order)
 
     async def restore_paper(self) -> int:
         """Paper accounts: put the bot's resting orders back into this process's paper venue

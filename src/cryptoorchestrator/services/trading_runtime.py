@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +35,7 @@ from cryptoorchestrator.services.execution import OrderEvents
 from cryptoorchestrator.services.orders import OrderService
 from cryptoorchestrator.services.paper import PaperExecution
 from cryptoorchestrator.services.portfolio import PortfolioService
-from cryptoorchestrator.services.ports import UnitOfWorkFactory
+from cryptoorchestrator.services.ports import UnitOfWork, UnitOfWorkFactory
 from cryptoorchestrator.simulator.matching import Bar, MarketState
 
 SNAPSHOT_SECONDS = 3600.0
@@ -78,9 +79,11 @@ class TradingRuntime:
     async def start(self) -> None:
         await self.recover()
         if self._poll_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._poll_loop(), name="paper-price-poller"))
+            paper_loop = self._every(self._poll_seconds, self.poll_once, "paper_poll_failed")
+            self._tasks.append(asyncio.create_task(paper_loop, name="paper-price-poller"))
         if self._live_poll_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._live_loop(), name="live-order-poller"))
+            live_loop = self._every(self._live_poll_seconds, self.refresh_live_once, "live_order_poll_failed")
+            self._tasks.append(asyncio.create_task(live_loop, name="live-order-poller"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="equity-snapshots"))
 
     async def stop(self) -> None:
@@ -95,12 +98,7 @@ class TradingRuntime:
         """Rebuild the paper books and settle what a crash left open (module docstring)."""
         async with self._uow() as uow:
             open_orders = await uow.orders.open_orders()
-            accounts: dict[str, TradingAccount] = {}
-            for order in open_orders:
-                if order.account_id not in accounts:
-                    account = await uow.accounts.get(order.account_id)
-                    if account is not None:
-                        accounts[account.id] = account
+            accounts = await _accounts(uow, (order.account_id for order in open_orders))
         resting: dict[str, list[Order]] = defaultdict(list)
         unsent: list[Order] = []
         for order in open_orders:
@@ -136,18 +134,16 @@ class TradingRuntime:
         if not events:
             return {}
         by_account: dict[str, OrderEvents] = defaultdict(list)
-        accounts: dict[str, TradingAccount] = {}
         async with self._uow() as uow:
-            for order_id, event in events:
+            account_of: dict[str, str] = {}
+            for order_id in dict.fromkeys(order_id for order_id, _ in events):
                 order = await uow.orders.get(order_id)
-                if order is None:
-                    continue
-                if order.account_id not in accounts:
-                    account = await uow.accounts.get(order.account_id)
-                    if account is None:
-                        continue
-                    accounts[account.id] = account
-                by_account[order.account_id].append((order_id, event))
+                if order is not None:
+                    account_of[order_id] = order.account_id
+            accounts = await _accounts(uow, account_of.values())
+        for order_id, event in events:
+            if account_of.get(order_id) in accounts:
+                by_account[account_of[order_id]].append((order_id, event))
         changed: dict[str, Order] = {}
         for account_id, account_events in by_account.items():
             changed.update(await self.orders.apply(accounts[account_id], account_events))
@@ -164,13 +160,14 @@ class TradingRuntime:
                         "paper_price_unavailable", exchange=exchange, symbol=symbol, error=error.message
                     )
 
-    async def _poll_loop(self) -> None:
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[Any]], failure: str) -> None:
+        """Run ``work`` every ``seconds`` for good; a round that fails is logged as ``failure``."""
         while True:
-            await asyncio.sleep(self._poll_seconds)
+            await asyncio.sleep(seconds)
             try:
-                await self.poll_once()
+                await work()
             except Exception:
-                self._log.exception("paper_poll_failed")
+                self._log.exception(failure)
 
     # --- live orders -----------------------------------------------------------------------
 
@@ -180,16 +177,11 @@ class TradingRuntime:
         now = self._clock.now()
         async with self._uow() as uow:
             open_orders = await uow.orders.open_orders(kinds=["exchange"])
-            accounts: dict[str, TradingAccount] = {}
-            for order in open_orders:
-                if order.account_id not in accounts:
-                    account = await uow.accounts.get(order.account_id)
-                    if account is not None and account.active:
-                        accounts[account.id] = account
+            accounts = await _accounts(uow, (order.account_id for order in open_orders))
         changed: dict[str, Order] = {}
         for order in open_orders:
             account = accounts.get(order.account_id)
-            if account is None:
+            if account is None or not account.active:
                 continue
             try:
                 if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
@@ -207,24 +199,13 @@ class TradingRuntime:
                 )
         return changed
 
-    async def _live_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._live_poll_seconds)
-            try:
-                await self.refresh_live_once()
-            except Exception:
-                self._log.exception("live_order_poll_failed")
-
     # --- snapshots -------------------------------------------------------------------------
 
     async def snapshot_all(self) -> int:
         """Store today's equity of the accounts in the module docstring; the number stored."""
         async with self._uow() as uow:
             accounts = {account.id: account for account in await uow.accounts.holding()}
-            for account_id in sorted(self.touched - accounts.keys()):
-                found = await uow.accounts.get(account_id)
-                if found is not None:
-                    accounts[account_id] = found
+            accounts.update(await _accounts(uow, self.touched - accounts.keys()))
         count = 0
         for account_id in sorted(accounts):
             account = accounts[account_id]
@@ -242,3 +223,13 @@ class TradingRuntime:
             except Exception:
                 self._log.exception("equity_snapshot_round_failed")
             await asyncio.sleep(SNAPSHOT_SECONDS)
+
+
+async def _accounts(uow: UnitOfWork, account_ids: Iterable[str]) -> dict[str, TradingAccount]:
+    """The stored accounts of ``account_ids`` (each read once; one no longer stored is left out)."""
+    accounts: dict[str, TradingAccount] = {}
+    for account_id in dict.fromkeys(account_ids):
+        account = await uow.accounts.get(account_id)
+        if account is not None:
+            accounts[account_id] = account
+    return accounts

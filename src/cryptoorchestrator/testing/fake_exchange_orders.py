@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Final, Literal
 
-from cryptoorchestrator.testing.fake_exchange_data import FakeMarket, floor_to, fmt
+from cryptoorchestrator.testing.fake_exchange_data import SPOT_ORDER_TYPES, FakeMarket, floor_to, fmt
 from cryptoorchestrator.testing.fake_exchange_records import (
     VenueError,
     VenueOrder,
@@ -26,7 +26,7 @@ _EIGHT_PLACES: Final = Decimal("0.00000001")
 #: sells and TAKE_PROFIT buys at or below it; one that would trigger at once is refused.
 _TRIGGER_TYPES: Final = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 _TRIGGER_MARKET_TYPES: Final = frozenset({"STOP_LOSS", "TAKE_PROFIT"})
-_ORDER_TYPES: Final = frozenset({"MARKET", "LIMIT", "LIMIT_MAKER"}) | _TRIGGER_TYPES
+_ORDER_TYPES: Final = frozenset(SPOT_ORDER_TYPES)
 
 
 def _reached(order_type: str, side: str, stop_price: Decimal, price: Decimal) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import ccxt
 import pytest
 
 from cryptoorchestrator.testing.fake_exchange import FakeBinance, FaultKind
-from cryptoorchestrator.testing.fake_exchange_data import FakeMarket
+from cryptoorchestrator.testing.fake_exchange_data import DEFAULT_MARKETS, FakeMarket
 from cryptoorchestrator.testing.fake_exchange_records import VenueError
 from cryptoorchestrator.testing.fake_exchange_venue import SimulatedBinanceSpot
 from tests.unit.exchanges.exchange_testkit import VirtualTime
@@ -151,22 +152,14 @@ async def test_stop_orders_rest_untriggered_and_trigger_like_binance(fake: FakeB
 
 
 async def test_a_market_without_stop_market_orders_refuses_them(vtime: VirtualTime) -> None:
-    market = FakeMarket(
-        base="BTC",
-        quote="USDT",
-        price=Decimal("100"),
-        tick_size=Decimal("0.01"),
-        step_size=Decimal("0.001"),
-        min_qty=Decimal("0.001"),
-        min_notional=Decimal("5"),
-        order_types=("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"),
-    )
+    no_stop_market = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+    market = dataclasses.replace(DEFAULT_MARKETS[0], order_types=no_stop_market)  # BTC/USDT at 60000
     fake = FakeBinance(venue=SimulatedBinanceSpot(clock=vtime.clock, markets=[market]))
     try:
         await fake.load_markets()
         with pytest.raises(ccxt.InvalidOrder, match="not allowed"):  # ccxt checks orderTypes
-            await fake.create_order("BTC/USDT", "market", "sell", 0.1, None, {"stopPrice": 90})
-        params = {"side": "SELL", "type": "STOP_LOSS", "quantity": "0.1", "stopPrice": "90"}
+            await fake.create_order("BTC/USDT", "market", "sell", 0.1, None, {"stopPrice": 50000})
+        params = {"side": "SELL", "type": "STOP_LOSS", "quantity": "0.1", "stopPrice": "50000"}
         with pytest.raises(VenueError, match="not supported") as refused:  # sent past ccxt
             fake.venue.account.place(market, params)
         assert refused.value.code == -1013

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
@@ -24,42 +23,56 @@ router = APIRouter(tags=["orders"], responses=ERROR_RESPONSES, route_class=Decim
 _STATUS_ALIASES = {"cancelled": "canceled", "open": "new"}
 
 
+def _order_values(order: Order) -> dict[str, Any]:
+    """``OrderOut``'s fields of a domain order, whose values already have the declared types."""
+    return {
+        "id": order.id,
+        "order_id": order.id,
+        "client_order_id": order.client_order_id,
+        "account_id": order.account_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "type": order.type.value,
+        "status": order.status.value,
+        "quantity": order.quantity,
+        "filled_quantity": order.filled_quantity,
+        "remaining_quantity": order.remaining,
+        "price": order.price,
+        "stop_price": order.stop_price,
+        "average_price": order.average_price,
+        "time_in_force": order.time_in_force.value,
+        "reduce_only": order.reduce_only,
+        "stop_loss": order.stop_loss,
+        "take_profit": order.take_profit,
+        "fees": order.fees,
+        "exchange_order_id": order.exchange_order_id,
+        "bot_id": order.bot_id,
+        "parent_id": order.parent_id,
+        "oco_group": order.oco_group,
+        "triggered": order.triggered,
+        "reason": order.reason,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+#: ``OrderOut``'s ``Money`` fields (``fees`` maps assets to Money).
+_AMOUNTS = (
+    "quantity",
+    "filled_quantity",
+    "remaining_quantity",
+    "price",
+    "stop_price",
+    "average_price",
+    "stop_loss",
+    "take_profit",
+)
+
+
 def order_out(order: Order) -> OrderOut:
-    # Built from a domain order, whose fields already have the types the model declares: no
-    # validation pass (it was a tenth of a paper order's time in the API).
-    return OrderOut.model_construct(
-        id=order.id,
-        order_id=order.id,
-        client_order_id=order.client_order_id,
-        account_id=order.account_id,
-        symbol=order.symbol,
-        side=order.side.value,
-        type=order.type.value,
-        status=order.status.value,
-        quantity=order.quantity,
-        filled_quantity=order.filled_quantity,
-        remaining_quantity=order.remaining,
-        price=order.price,
-        stop_price=order.stop_price,
-        average_price=order.average_price,
-        time_in_force=order.time_in_force.value,
-        reduce_only=order.reduce_only,
-        stop_loss=order.stop_loss,
-        take_profit=order.take_profit,
-        fees=order.fees,
-        exchange_order_id=order.exchange_order_id,
-        bot_id=order.bot_id,
-        parent_id=order.parent_id,
-        oco_group=order.oco_group,
-        triggered=order.triggered,
-        reason=order.reason,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-    )
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")  # what schemas.common.Money writes
+    # No validation pass: the values already have the types the model declares (validating was
+    # a tenth of a paper order's time in the API).
+    return OrderOut.model_construct(**_order_values(order))
 
 
 def order_json(order: Order) -> bytes:
@@ -67,37 +80,13 @@ def order_json(order: Order) -> bytes:
     amounts written as ``Money`` writes them, the rest (datetimes included) by pydantic's own
     serializer. Under half the time of ``order_out`` and the model's serializer; every placed
     order is answered with one."""
-    return to_json(
-        {
-            "id": order.id,
-            "order_id": order.id,
-            "client_order_id": order.client_order_id,
-            "account_id": order.account_id,
-            "symbol": order.symbol,
-            "side": order.side.value,
-            "type": order.type.value,
-            "status": order.status.value,
-            "quantity": format(order.quantity, "f"),
-            "filled_quantity": format(order.filled_quantity, "f"),
-            "remaining_quantity": format(order.remaining, "f"),
-            "price": _text(order.price),
-            "stop_price": _text(order.stop_price),
-            "average_price": _text(order.average_price),
-            "time_in_force": order.time_in_force.value,
-            "reduce_only": order.reduce_only,
-            "stop_loss": _text(order.stop_loss),
-            "take_profit": _text(order.take_profit),
-            "fees": {asset: format(amount, "f") for asset, amount in order.fees.items()},
-            "exchange_order_id": order.exchange_order_id,
-            "bot_id": order.bot_id,
-            "parent_id": order.parent_id,
-            "oco_group": order.oco_group,
-            "triggered": order.triggered,
-            "reason": order.reason,
-            "created_at": order.created_at,
-            "updated_at": order.updated_at,
-        }
-    )
+    values = _order_values(order)
+    for name in _AMOUNTS:
+        amount = values[name]
+        if amount is not None:
+            values[name] = format(amount, "f")  # what schemas.common.Money writes
+    values["fees"] = {asset: format(amount, "f") for asset, amount in order.fees.items()}
+    return to_json(values)
 
 
 def order_response(order: Order, status_code: int = status.HTTP_200_OK) -> Response:
